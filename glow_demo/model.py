@@ -1,0 +1,435 @@
+"""Glow (Kingma & Dhariwal, 2018): a multi-scale normalizing flow for face images.
+
+The whole model lives in this file. Every layer has the same interface:
+``forward(x) -> (y, log_det)`` with ``log_det`` of shape ``(batch,)``, and
+``inverse(y) -> x``. Log-determinants are always accumulated in float32 (or the
+input's dtype if that is wider), because a flow's likelihood is a sum of many
+small terms and half precision loses them.
+
+Images enter as floats in [0, 1] (an 8-bit image divided by 255). The model
+works on ``n_bits`` images (5-bit by default, as Glow's CelebA-HQ model), mapped
+to bin centres in [-0.5, 0.5). Inference is deterministic: the bin centre is
+used, never dequantization noise; noise is added only when training asks for it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+LOG_2PI = math.log(2 * math.pi)
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"  # the shipped model
+WEIGHTS_FILE = "glow.safetensors"
+CONFIG_FILE = "glow.json"
+
+
+class WeightsError(RuntimeError):
+    """A weights file is missing, unreadable or does not match its config."""
+
+
+@dataclass(frozen=True)
+class GlowConfig:
+    """Everything needed to rebuild the network; saved beside its weights."""
+
+    resolution: int = 64
+    channels: int = 3
+    levels: int = 4
+    steps: int = 8
+    width: int = 256
+    n_bits: int = 5
+
+    @property
+    def n_bins(self) -> int:
+        return 2**self.n_bits
+
+    @property
+    def n_dims(self) -> int:
+        return self.channels * self.resolution**2
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> GlowConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown config keys: {sorted(unknown)}")
+        return cls(**data)
+
+
+def _full(x: Tensor, value: Tensor) -> Tensor:
+    """A per-sample log-det from a scalar one (layers that act alike on every image)."""
+    return value.float().expand(x.shape[0])
+
+
+class ActNorm(nn.Module):
+    """Per-channel affine normalisation, initialised from the first batch it sees.
+
+    Data-dependent initialisation gives zero-mean, unit-variance activations at
+    the start of training, which is what lets a deep flow train without batch norm.
+    The ``initialized`` buffer is saved with the weights so loading never re-inits.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.loc = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.log_scale = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.register_buffer("initialized", torch.tensor(0, dtype=torch.uint8))
+
+    @torch.no_grad()
+    def _initialize(self, x: Tensor) -> None:
+        flat = x.transpose(0, 1).reshape(x.shape[1], -1).float()
+        self.loc.copy_(-flat.mean(1).view_as(self.loc))
+        self.log_scale.copy_(-torch.log(flat.std(1) + 1e-6).view_as(self.log_scale))
+        self.initialized.fill_(1)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if self.training and not self.initialized.item():
+            self._initialize(x)
+        y = (x + self.loc) * torch.exp(self.log_scale)
+        return y, _full(x, x.shape[2] * x.shape[3] * self.log_scale.sum())
+
+    def inverse(self, y: Tensor) -> Tensor:
+        return y * torch.exp(-self.log_scale) - self.loc
+
+
+class InvConv1x1(nn.Module):
+    """Invertible 1x1 convolution, LU-decomposed so its log-det costs O(C).
+
+    W = P L (U + diag(sign * exp(log_s))); P is fixed, L and U are learned.
+    The inverse is computed in float64 so that decode(encode(x)) stays exact.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        q, _ = torch.linalg.qr(torch.randn(channels, channels))
+        p, lower, upper = torch.linalg.lu(q)
+        diag = torch.diagonal(upper)
+        self.register_buffer("p", p)
+        self.register_buffer("sign_s", torch.sign(diag))
+        self.register_buffer("l_mask", torch.tril(torch.ones(channels, channels), -1))
+        self.register_buffer("eye", torch.eye(channels))
+        self.lower = nn.Parameter(lower)
+        self.upper = nn.Parameter(torch.triu(upper, 1))
+        self.log_s = nn.Parameter(torch.log(diag.abs()))
+
+    def weight(self) -> Tensor:
+        lower = self.lower * self.l_mask + self.eye
+        upper = self.upper * self.l_mask.T + torch.diag(self.sign_s * torch.exp(self.log_s))
+        return self.p @ lower @ upper
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        w = self.weight().to(x.dtype)
+        y = F.conv2d(x, w[:, :, None, None])
+        return y, _full(x, x.shape[2] * x.shape[3] * self.log_s.sum())
+
+    def inverse(self, y: Tensor) -> Tensor:
+        w_inv = torch.linalg.inv(self.weight().double()).to(y.dtype)
+        return F.conv2d(y, w_inv[:, :, None, None])
+
+
+class ZeroConv2d(nn.Module):
+    """3x3 conv that starts at exactly zero, so every new flow step starts as identity."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.conv.weight.data.zero_()
+        self.conv.bias.data.zero_()
+        self.log_gain = nn.Parameter(torch.zeros(1, out_channels, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x) * torch.exp(self.log_gain * 3)
+
+
+class AffineCoupling(nn.Module):
+    """Affine coupling: the second half of the channels is scaled and shifted by
+    a function of the first half. ``scale = sigmoid(h + 2)`` keeps the scale in
+    (0, 1) and near 0.88 at the start, which is far more stable than exp(h).
+    """
+
+    def __init__(self, channels: int, width: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(channels // 2, width, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 1),
+            nn.ReLU(),
+            ZeroConv2d(width, channels),
+        )
+        for conv in (self.net[0], self.net[2]):
+            conv.weight.data.normal_(0, 0.05)
+            conv.bias.data.zero_()
+        self.amp_dtype: torch.dtype | None = None  # set by Glow.set_amp for training only
+
+    def _scale_shift(self, xa: Tensor) -> tuple[Tensor, Tensor]:
+        # Only this network may run in reduced precision; the scale, shift and
+        # log-det are computed from its output in float32.
+        with torch.autocast(xa.device.type, dtype=self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None):
+            h = self.net(xa)
+        h = h.float()
+        return h[:, 1::2] + 2.0, h[:, 0::2]
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        xa, xb = x.chunk(2, 1)
+        raw, shift = self._scale_shift(xa)
+        yb = (xb.float() + shift) * torch.sigmoid(raw)
+        log_det = F.logsigmoid(raw).flatten(1).sum(1)
+        return torch.cat([xa, yb.to(x.dtype)], 1), log_det
+
+    def inverse(self, y: Tensor) -> Tensor:
+        ya, yb = y.chunk(2, 1)
+        raw, shift = self._scale_shift(ya)
+        xb = yb.float() / torch.sigmoid(raw) - shift
+        return torch.cat([ya, xb.to(y.dtype)], 1)
+
+
+class FlowStep(nn.Module):
+    """One step of flow: ActNorm -> invertible 1x1 conv -> affine coupling."""
+
+    def __init__(self, channels: int, width: int):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            [ActNorm(channels), InvConv1x1(channels), AffineCoupling(channels, width)]
+        )
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        log_det = torch.zeros(x.shape[0], device=x.device)
+        for layer in self.layers:
+            x, ld = layer(x)
+            log_det = log_det + ld
+        return x, log_det
+
+    def inverse(self, y: Tensor) -> Tensor:
+        for layer in reversed(self.layers):
+            y = layer.inverse(y)
+        return y
+
+
+def squeeze(x: Tensor) -> Tensor:
+    """(B, C, H, W) -> (B, 4C, H/2, W/2): trade resolution for channels."""
+    b, c, h, w = x.shape
+    x = x.view(b, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4)
+    return x.reshape(b, c * 4, h // 2, w // 2)
+
+
+def unsqueeze(x: Tensor) -> Tensor:
+    b, c, h, w = x.shape
+    x = x.view(b, c // 4, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3)
+    return x.reshape(b, c // 4, h * 2, w * 2)
+
+
+class Level(nn.Module):
+    """Squeeze, K flow steps, then (except at the top) split half the channels off.
+
+    The split-off half gets a Gaussian prior whose mean and std are predicted
+    from the kept half; the top level has a learned, unconditional prior.
+    Latents leave the level *standardised by their prior*, eps = (z - mu) / sigma,
+    so one flat vector of eps per image is the whole code (and what edits move).
+    """
+
+    def __init__(self, in_channels: int, size: int, steps: int, width: int, split: bool):
+        super().__init__()
+        channels = in_channels * 4
+        self.split = split
+        self.steps = nn.ModuleList(FlowStep(channels, width) for _ in range(steps))
+        if split:
+            self.prior = ZeroConv2d(channels // 2, channels)
+            self.latent_shape = (channels // 2, size, size)
+        else:
+            self.top_mean = nn.Parameter(torch.zeros(1, channels, size, size))
+            self.top_log_sd = nn.Parameter(torch.zeros(1, channels, size, size))
+            self.latent_shape = (channels, size, size)
+
+    def _prior(self, kept: Tensor | None) -> tuple[Tensor, Tensor]:
+        if self.split:
+            mean, log_sd = self.prior(kept).float().chunk(2, 1)
+            return mean, log_sd
+        return self.top_mean, self.top_log_sd
+
+    def forward(self, x: Tensor) -> tuple[Tensor | None, Tensor, Tensor, Tensor]:
+        """Returns (kept half or None, eps, log_det, log p(z))."""
+        x = squeeze(x)
+        log_det = torch.zeros(x.shape[0], device=x.device)
+        for step in self.steps:
+            x, ld = step(x)
+            log_det = log_det + ld
+        kept, z = x.chunk(2, 1) if self.split else (None, x)
+        mean, log_sd = self._prior(kept)
+        eps = (z.float() - mean) * torch.exp(-log_sd)
+        log_p = (-0.5 * LOG_2PI - log_sd - 0.5 * eps**2).flatten(1).sum(1)
+        return kept, eps, log_det, log_p
+
+    def inverse(self, kept: Tensor | None, eps: Tensor) -> Tensor:
+        mean, log_sd = self._prior(kept)
+        z = mean + torch.exp(log_sd) * eps
+        x = torch.cat([kept, z.to(kept.dtype)], 1) if self.split else z
+        for step in reversed(self.steps):
+            x = step.inverse(x)
+        return unsqueeze(x)
+
+
+class Glow(nn.Module):
+    """Multi-scale Glow. ``encode``/``decode`` map images <-> one flat latent per image."""
+
+    def __init__(self, config: GlowConfig = GlowConfig()):
+        super().__init__()
+        self.config = config
+        levels, channels, size = [], config.channels, config.resolution
+        for i in range(config.levels):
+            size //= 2
+            split = i < config.levels - 1
+            levels.append(Level(channels, size, config.steps, config.width, split))
+            channels = channels * 2 if split else channels * 4
+        self.levels = nn.ModuleList(levels)
+
+    def set_amp(self, dtype: torch.dtype | None) -> None:
+        """Run the coupling networks (the bulk of the FLOPs) in ``dtype``; None = off."""
+        for module in self.modules():
+            if isinstance(module, AffineCoupling):
+                module.amp_dtype = dtype
+
+    # ----- pixels <-> model space -------------------------------------------------
+    def preprocess(self, images: Tensor, noise: bool = False) -> Tensor:
+        """[0, 1] images -> n_bits bin centres in [-0.5, 0.5) (noise only for training)."""
+        cfg = self.config
+        x = torch.floor(images.float().clamp(0, 1) * 255 / 2 ** (8 - cfg.n_bits))
+        x = x.clamp(max=cfg.n_bins - 1)
+        x = x + (torch.rand_like(x) if noise else 0.5)
+        return x / cfg.n_bins - 0.5
+
+    @staticmethod
+    def postprocess(y: Tensor) -> Tensor:
+        return (y + 0.5).clamp(0, 1)
+
+    # ----- flow ---------------------------------------------------------------------
+    def forward(self, y: Tensor) -> tuple[list[Tensor], Tensor]:
+        """Model-space images -> (eps per level, log-density of y per image, in nats)."""
+        eps_list, log_density = [], torch.zeros(y.shape[0], device=y.device)
+        x = y
+        for level in self.levels:
+            x, eps, log_det, log_p = level(x)
+            eps_list.append(eps)
+            log_density = log_density + log_det + log_p
+        return eps_list, log_density
+
+    def inverse(self, eps_list: list[Tensor]) -> Tensor:
+        x = None
+        for level, eps in zip(reversed(self.levels), reversed(eps_list), strict=True):
+            x = level.inverse(x, eps)
+        return x
+
+    def bits_per_dim(self, images: Tensor, noise: bool = False) -> Tensor:
+        """Per-image bits per dimension of discrete n_bits images (the training loss)."""
+        _, log_density = self(self.preprocess(images, noise=noise))
+        return self.density_to_bpd(log_density)
+
+    def density_to_bpd(self, log_density: Tensor) -> Tensor:
+        """Continuous log-density (nats) of bin-centred inputs -> discrete bits/dim."""
+        cfg = self.config
+        log_likelihood = log_density - cfg.n_dims * math.log(cfg.n_bins)
+        return -log_likelihood / (cfg.n_dims * math.log(2))
+
+    # ----- flat latents -------------------------------------------------------------
+    @property
+    def latent_shapes(self) -> list[tuple[int, int, int]]:
+        return [level.latent_shape for level in self.levels]
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.n_dims
+
+    def flatten(self, eps_list: list[Tensor]) -> Tensor:
+        return torch.cat([e.flatten(1) for e in eps_list], 1)
+
+    def unflatten(self, flat: Tensor) -> list[Tensor]:
+        out, start = [], 0
+        for shape in self.latent_shapes:
+            n = math.prod(shape)
+            out.append(flat[:, start : start + n].reshape(-1, *shape))
+            start += n
+        return out
+
+    @torch.no_grad()
+    def encode(self, images: Tensor) -> Tensor:
+        """[0, 1] images (B, 3, H, W) -> standardised latents (B, D), deterministically."""
+        return self.encode_with_bpd(images)[0]
+
+    @torch.no_grad()
+    def encode_with_bpd(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """Latents and bits/dim from one forward pass (the app shows both for an upload)."""
+        eps_list, log_density = self(self.preprocess(images))
+        return self.flatten(eps_list), self.density_to_bpd(log_density)
+
+    @torch.no_grad()
+    def decode(self, latents: Tensor) -> Tensor:
+        """Standardised latents (B, D) -> [0, 1] images; the exact inverse of encode."""
+        return self.postprocess(self.inverse(self.unflatten(latents.float())))
+
+    @torch.no_grad()
+    def sample(self, n: int, temperature: float = 0.7, seed: int | None = None) -> Tensor:
+        """n random faces; temperature scales the latent std (0.7 is the usual sweet spot)."""
+        device = next(self.parameters()).device
+        gen = torch.Generator(device="cpu")
+        if seed is not None:
+            gen.manual_seed(seed)
+        else:
+            gen.seed()
+        latents = torch.randn(n, self.latent_dim, generator=gen) * temperature
+        return self.decode(latents.to(device))
+
+    # ----- persistence --------------------------------------------------------------
+    def save(self, directory: str | Path, dtype: torch.dtype = torch.float32) -> None:
+        """Write glow.safetensors + glow.json: a self-describing checkpoint."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {
+            k: (v.to(dtype) if v.is_floating_point() else v).contiguous().cpu()
+            for k, v in self.state_dict().items()
+        }
+        save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
+        (directory / CONFIG_FILE).write_text(self.config.to_json() + "\n")
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str | torch.device = "cpu") -> Glow:
+        """Load a saved model; a missing or corrupt file raises WeightsError naming it."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        cfg_path, w_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+        for path in (cfg_path, w_path):
+            if not path.is_file():
+                raise WeightsError(f"model file not found: {path}")
+        try:
+            config = GlowConfig.from_dict(json.loads(cfg_path.read_text()))
+        except (ValueError, TypeError) as err:
+            raise WeightsError(f"model config {cfg_path} is not valid: {err}") from None
+        try:
+            state = load_file(str(w_path))
+        except (SafetensorError, OSError, ValueError) as err:
+            raise WeightsError(f"weights file {w_path} is corrupt or unreadable: {err}") from None
+        model = cls(config)
+        reference = model.state_dict()
+        try:
+            model.load_state_dict(
+                {k: v.to(reference[k].dtype) if k in reference else v for k, v in state.items()}
+            )
+        except RuntimeError as err:
+            first = str(err).splitlines()[0]
+            raise WeightsError(f"{w_path} does not match {cfg_path}: {first}") from None
+        bad = [k for k, v in model.state_dict().items()
+               if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:
+            raise WeightsError(f"weights file {w_path} holds non-finite values (e.g. {bad[0]})")
+        return model.to(device).eval()
