@@ -1,0 +1,693 @@
+"""Face alignment: turn an ordinary photo into the crop the model was trained on, and back.
+
+The model only knows CelebA's 64 x 64 training crop (``data.celeba_crop``): faces at one
+position, size and angle. So a user's photo is aligned to *that crop*, not to some
+generic face layout:
+
+1. ``load_photo`` turns whatever the user gave (path, bytes, PIL image, numpy array;
+   any mode, EXIF-rotated, 16-bit, ...) into plain 8-bit RGB, refusing bad input with a
+   ``PhotoError`` whose message can be shown to the user as it is.
+2. dlib finds the largest face and its 68 landmarks (``detect_face``), averaged over
+   boxes laid out from the face itself, so they do not hop with the detector's grid.
+3. A similarity transform (rotation, uniform scale, translation) takes the stable
+   landmarks onto ``face_template.json``: where the same detector puts the same landmarks
+   on CelebA's training crops, on average (``fit_template``). The photo is warped to a
+   square crop at its *own* resolution, so no detail is lost before the editor needs it.
+4. ``paste_back`` warps an edit (a change of that crop) back into the full photo
+   through a feathered mask, so only the face region changes and no seam shows.
+
+Coordinates: pixel centres sit on integers (pixel i spans i - 0.5 .. i + 0.5), which is
+what dlib and OpenCV use. The template is normalised to the crop: 0 and 1 are the crop's
+outer edges, so pixel i of a crop of side S has its centre at (i + 0.5) / S.
+
+Fit the template (about four minutes on two cores):
+``python -m glow_demo.align --fit-template [--celeba DIR] [--n-images 3000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.util
+import io
+import json
+import math
+import os
+import re
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+TEMPLATE_PATH = Path(__file__).with_name("face_template.json")
+DEFAULT_CELEBA = Path(__file__).resolve().parents[2] / "shared" / "data" / "celeba"
+
+MAX_PIXELS = 50_000_000  # bigger than any camera photo a person would upload
+MIN_SIDE = 32  # smaller than this cannot hold a usable face
+MIN_FACE_PX = 32  # dlib box width; the 64 px training crop has faces ~45 px wide
+CROP_MIN, CROP_MAX = 64, 1024  # side of the aligned crop, in pixels
+DETECT_MAX_SIDE = 1024  # detect on a copy this size: HOG detection cost grows with area
+WEAK_SCORE = 0.5  # dlib detection score; real faces score ~1.5 (median on CelebA)
+LANDMARK_FACE_PX = 200  # landmarks are predicted on faces about this wide
+# Boxes the landmarks are averaged over, around the canonical box (see detect_face):
+# centre shift (in box widths) and size.
+JITTER = [(dx, dy, size) for size in (0.94, 1.0, 1.06)
+          for dx, dy in ((0, 0), (0.03, 0), (-0.03, 0), (0, 0.03), (0, -0.03))]
+FIT_RESOLUTION = 256  # CelebA crops are upscaled to this for the detector (faces ~180 px)
+
+# dlib's 68 points: 0-16 jaw, 17-26 brows, 27-35 nose, 36-47 eyes, 48-67 mouth. The jaw
+# line is guessed on faces turned away or in shadow, so it does not steer the alignment.
+STABLE = np.arange(17, 68)
+LEFT_EYE, RIGHT_EYE = np.arange(36, 42), np.arange(42, 48)  # as seen in the image
+
+
+class PhotoError(ValueError):
+    """A photo that cannot be edited; ``str(err)`` is a message for the user."""
+
+
+class NotAnImageError(PhotoError):
+    """The input is not an image we can decode."""
+
+
+class PhotoSizeError(PhotoError):
+    """The photo is absurdly large or too small to hold a face."""
+
+
+class NoFaceError(PhotoError):
+    """No face was found in the photo."""
+
+
+class FaceTooSmallError(PhotoError):
+    """A face was found, but too few pixels across to edit."""
+
+
+# ----- loading ------------------------------------------------------------------------
+
+PhotoSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO | Image.Image \
+    | np.ndarray
+
+
+def load_photo(source: PhotoSource) -> Image.Image:
+    """Any photo a user may hand us, as an upright 8-bit RGB PIL image.
+
+    Accepts a path, encoded bytes, a binary file object, a PIL image or a numpy array
+    ((H, W), (H, W, 1), (H, W, 3) or (H, W, 4); uint8, uint16, bool, or float in 0..1).
+    Transparency is composited on white (the model never saw a black or checkered
+    background), 16-bit data is scaled to 8 bits, EXIF orientation is applied.
+    Raises a ``PhotoError`` subclass for anything that is not a usable photo.
+    """
+    if isinstance(source, np.ndarray):
+        return _to_rgb8(_array_to_image(source))
+    if isinstance(source, Image.Image):
+        _check_size(*source.size)
+        return _to_rgb8(_upright(source))
+    with _open(source) as image:
+        rgb = _to_rgb8(_upright(image))
+        return rgb.copy() if rgb is image else rgb  # the file's image is closed next
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation tag: phones store portraits sideways and say so there."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:  # a broken EXIF block is no reason to refuse the photo
+        return image
+
+
+def _open(source: str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
+          ) -> Image.Image:
+    """Decode a file or bytes, checking the size *before* the pixels are decoded."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        source = io.BytesIO(bytes(source))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(source)
+            _check_size(*image.size)
+            image.load()
+    except Image.DecompressionBombError:
+        raise PhotoSizeError(
+            f"The photo is too large to process; the limit is {MAX_PIXELS // 1_000_000} "
+            "megapixels.") from None
+    except UnidentifiedImageError:
+        raise NotAnImageError(
+            "This file is not an image we can read. Use a JPEG, PNG, WebP, BMP or TIFF "
+            "photo.") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        if isinstance(err, (PhotoError, FileNotFoundError, IsADirectoryError)):
+            raise
+        raise NotAnImageError(
+            "The image file is damaged or incomplete and cannot be read.") from None
+    return image
+
+
+def _check_size(width: int, height: int) -> None:
+    if width * height > MAX_PIXELS:
+        raise PhotoSizeError(
+            f"The photo is {width} x {height} pixels ({width * height / 1e6:.0f} megapixels);"
+            f" the limit is {MAX_PIXELS // 1_000_000} megapixels. Please use a smaller copy.")
+    if min(width, height) < MIN_SIDE:
+        raise PhotoSizeError(
+            f"The photo is only {width} x {height} pixels; it needs at least {MIN_SIDE} "
+            "pixels on each side to hold a face.")
+
+
+def _to_uint8(array: np.ndarray) -> np.ndarray:
+    """Scale any numeric pixel array to uint8: uint16 (and ints above 255) are 16-bit."""
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8) * 255
+    if np.issubdtype(array.dtype, np.integer):
+        lo, hi = int(array.min()), int(array.max())
+        if lo < 0 or hi > 65535:
+            raise NotAnImageError(
+                f"The image's pixel values run from {lo} to {hi}; expected 8 or 16 bits.")
+        if (array.dtype.kind == "u" and array.dtype.itemsize == 2) or hi > 255:
+            # 65535 -> 255 exactly: divide by 257, not shift by 8 (which maps white to 255
+            # too, but darkens every other value by up to one level).
+            return np.round(array / 257.0).astype(np.uint8)
+        return array.astype(np.uint8)
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise NotAnImageError("The image contains invalid (NaN or infinite) pixel values.")
+        scale = 255.0 if array.max() <= 1.0 else 1.0  # 0..1 (the usual float convention)
+        return np.clip(np.round(array * scale), 0, 255).astype(np.uint8)
+    raise NotAnImageError(f"Unsupported pixel type {array.dtype} for an image.")
+
+
+def _array_to_image(array: np.ndarray) -> Image.Image:
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
+        raise NotAnImageError(
+            f"An image array must have shape (H, W), (H, W, 3) or (H, W, 4); got {array.shape}.")
+    _check_size(array.shape[1], array.shape[0])
+    return Image.fromarray(np.ascontiguousarray(_to_uint8(array)))
+
+
+def _to_rgb8(image: Image.Image) -> Image.Image:
+    """Any PIL mode -> RGB, alpha composited on white, high bit depths scaled down."""
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode.startswith("I") or mode == "F":  # I;16*, I (32-bit int), F (32-bit float)
+        image = Image.fromarray(_to_uint8(np.asarray(image)))
+        mode = image.mode
+    if mode == "P" and "transparency" in image.info:
+        image, mode = image.convert("RGBA"), "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    try:
+        return image.convert("RGB")
+    except (ValueError, OSError):
+        raise NotAnImageError(f"Unsupported image colour mode {mode!r}.") from None
+
+
+# ----- detection and landmarks ----------------------------------------------------------
+
+_models_lock = threading.Lock()  # guards lazy loading *and* every detector call
+_models: tuple | None = None
+
+
+def _landmark_model_path() -> Path:
+    # face_recognition_models' own helper imports pkg_resources, which current
+    # setuptools no longer ships; the data files are simply inside the package.
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("face-recognition-models is not installed (pip install it)")
+    for location in spec.submodule_search_locations:
+        path = Path(location) / "models" / "shape_predictor_68_face_landmarks.dat"
+        if path.is_file():
+            return path
+    raise RuntimeError("shape_predictor_68_face_landmarks.dat not found in "
+                       "face-recognition-models")
+
+
+def _dlib_models() -> tuple:
+    """(detector, predictor), loaded once. Call with ``_models_lock`` held."""
+    global _models
+    if _models is None:
+        import dlib  # imported here: ~0.3 s, and only alignment needs it
+
+        _models = (dlib.get_frontal_face_detector(),
+                   dlib.shape_predictor(str(_landmark_model_path())))
+    return _models
+
+
+@dataclass(frozen=True)
+class Detection:
+    """The largest face in an image: its 68 landmarks and box, in that image's pixels."""
+
+    landmarks: np.ndarray  # (68, 2) float64, x, y
+    box: tuple[float, float, float, float]  # the detector's: left, top, right, bottom
+    n_faces: int  # how many faces were found in all
+
+
+Box = tuple[float, float, float, float]  # left, top, right (exclusive), bottom (exclusive)
+
+
+def find_faces(image: np.ndarray) -> list[Box]:
+    """Boxes of the faces in an (H, W, 3) uint8 RGB image; raise ``NoFaceError``.
+
+    dlib's HOG detector finds faces of about 80 px and up, and costs time in proportion
+    to the image's area, so large photos are searched on a copy at most
+    ``DETECT_MAX_SIDE`` wide, and only if that finds nothing, on a larger one. Small
+    photos, where nothing is found, are searched again upsampled (dlib's own pyramid).
+    """
+    height, width = image.shape[:2]
+    long_side = max(height, width)
+    attempts: list[tuple[float, int]] = [(min(1.0, DETECT_MAX_SIDE / long_side), 0)]
+    if long_side > DETECT_MAX_SIDE:
+        attempts.append((min(1.0, 2 * DETECT_MAX_SIDE / long_side), 0))
+    else:  # upsample until the image is ~512 px or more, at most twice
+        attempts.append((1.0, 1 if long_side >= 256 else 2))
+    with _models_lock:
+        detector, _ = _dlib_models()
+        for scale, upsample in attempts:
+            small = image if scale == 1.0 else cv2.resize(
+                image, (round(width * scale), round(height * scale)),
+                interpolation=cv2.INTER_AREA)
+            rects, scores, _ = detector.run(np.ascontiguousarray(small), upsample, 0.0)
+            if len(rects):
+                # Weak detections (a badge, a patterned shirt) count only when there is
+                # nothing stronger: otherwise one could be "the largest face".
+                keep = min(max(scores), WEAK_SCORE)
+                return [(r.left() / scale, r.top() / scale, (r.right() + 1) / scale,
+                         (r.bottom() + 1) / scale)
+                        for r, s in zip(rects, scores, strict=True) if s >= keep]
+    raise NoFaceError("No face found in the photo. Try a well-lit, front-facing portrait.")
+
+
+def detect_face(image: np.ndarray, template: Template | None = None) -> Detection:
+    """The largest face in an (H, W, 3) uint8 RGB image, with steady landmarks.
+
+    dlib's detector boxes come in 20 % size steps on an 8 px grid, and the landmark
+    predictor's answer moves with its box: the same face framed a little differently
+    moved the landmarks by ~2 % of the face. So the landmarks are predicted twice: once
+    from the detector's box, then averaged over boxes laid out from those landmarks
+    (the template's canonical box, slightly shifted and scaled), which depends on the
+    face, not on where the detector's grid happened to fall (~0.3 % of the face).
+    """
+    boxes = find_faces(image)
+    box = max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
+    first = predict_landmarks(image, [box])
+    landmarks = predict_landmarks(image, canonical_boxes(first, template or load_template()))
+    return Detection(landmarks=landmarks, box=box, n_faces=len(boxes))
+
+
+def canonical_boxes(landmarks: np.ndarray, template: Template) -> list[Box]:
+    """The template's detector box mapped onto this face, plus its ``JITTER`` neighbours."""
+    unit = similarity_fit(landmarks[STABLE], template.landmarks[STABLE])
+    to_image = cv2.invertAffineTransform(unit)
+    cx, cy = _apply(to_image, template.box[None, :2])[0]
+    width = template.box[2] / _scale(unit)
+    boxes = []
+    for dx, dy, size in JITTER:
+        x, y, half = cx + dx * width, cy + dy * width, size * width / 2
+        boxes.append((x - half, y - half, x + half, y + half))
+    return boxes
+
+
+def predict_landmarks(image: np.ndarray, boxes: list[Box]) -> np.ndarray:
+    """The 68 landmarks predicted from each box, averaged; in image pixels.
+
+    dlib's shape predictor reads single pixels, so on a 40 px face its points snap to a
+    coarse grid and on a 2000 px face it reads noise. The region around the face is
+    therefore resampled so the face is ~``LANDMARK_FACE_PX`` wide (when it is far from
+    that) - close to the ~180 px faces the template was fitted on.
+    """
+    import dlib
+
+    edges = np.asarray(boxes, dtype=np.float64)  # (n, 4)
+    face = float(np.mean(edges[:, 2] - edges[:, 0]))
+    factor = LANDMARK_FACE_PX / max(face, 1.0)
+    x0 = y0 = 0
+    fx = fy = 1.0
+    region = image
+    if not 2 / 3 <= factor <= 3 / 2:
+        height, width = image.shape[:2]
+        x0, y0 = (max(0, math.floor(v - face / 2)) for v in edges[:, :2].min(axis=0))
+        x1 = min(width, math.ceil(edges[:, 2].max() + face / 2))
+        y1 = min(height, math.ceil(edges[:, 3].max() + face / 2))
+        size = (max(1, round((x1 - x0) * factor)), max(1, round((y1 - y0) * factor)))
+        interpolation = cv2.INTER_CUBIC if factor > 1 else cv2.INTER_AREA
+        region = cv2.resize(image[y0:y1, x0:x1], size, interpolation=interpolation)
+        fx, fy = size[0] / (x1 - x0), size[1] / (y1 - y0)  # exact, after rounding
+    # box edges -> region pixels (pixel centres on integers, see the module docstring)
+    left, right = ((edges[:, [0, 2]] - x0 + 0.5) * fx - 0.5).round().astype(int).T
+    top, bottom = ((edges[:, [1, 3]] - y0 + 0.5) * fy - 0.5).round().astype(int).T
+    region = np.ascontiguousarray(region)
+    with _models_lock:
+        _, predictor = _dlib_models()
+        shapes = [predictor(region, dlib.rectangle(int(a), int(b), int(c) - 1, int(d) - 1))
+                  for a, b, c, d in zip(left, top, right, bottom, strict=True)]
+    points = np.mean([[(p.x, p.y) for p in s.parts()] for s in shapes], axis=0)
+    return np.column_stack([(points[:, 0] + 0.5) / fx - 0.5 + x0,
+                            (points[:, 1] + 0.5) / fy - 0.5 + y0])
+
+
+# ----- the template and the similarity fit -----------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class Template:
+    """Where CelebA's training crops have their landmarks, normalised to the crop."""
+
+    landmarks: np.ndarray  # (68, 2), x, y in 0..1 (see the module docstring)
+    box: np.ndarray  # (3,) the detector's box, on average: centre x, centre y, width
+
+
+_template_cache: dict[Path, Template] = {}
+
+
+def load_template(path: str | Path = TEMPLATE_PATH) -> Template:
+    """The shipped template (``face_template.json``), read once."""
+    path = Path(path)
+    if path not in _template_cache:
+        data = json.loads(path.read_text())
+        template = Template(np.asarray(data["landmarks"], dtype=np.float64),
+                            np.asarray(data["box"], dtype=np.float64))
+        if template.landmarks.shape != (68, 2) or template.box.shape != (3,):
+            raise ValueError(f"{path}: expected 68 x 2 landmarks and a 3-number box")
+        _template_cache[path] = template
+    return _template_cache[path]
+
+
+def similarity_fit(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The 2 x 3 similarity (rotation, uniform scale, shift) taking src onto dst.
+
+    Least squares in closed form (Umeyama's solution, written with complex numbers: a
+    2-D similarity is z -> c z + t for complex c): every point counts, none is thrown
+    out as an outlier, so the fit cannot jump between faces.
+    """
+    z = src[:, 0] + 1j * src[:, 1]
+    w = dst[:, 0] + 1j * dst[:, 1]
+    zc, wc = z - z.mean(), w - w.mean()
+    c = np.vdot(zc, wc) / np.vdot(zc, zc).real  # sum(conj(zc) * wc) / sum(|zc|^2)
+    t = w.mean() - c * z.mean()
+    return np.array([[c.real, -c.imag, t.real], [c.imag, c.real, t.imag]])
+
+
+def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def _scale(matrix: np.ndarray) -> float:
+    return float(math.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+
+
+# ----- alignment ------------------------------------------------------------------------
+
+@dataclass(eq=False)
+class AlignedFace:
+    """A face warped to the training crop's layout, at the photo's own resolution."""
+
+    crop: np.ndarray  # (S, S, 3) uint8
+    matrix: np.ndarray  # (2, 3) float64: photo pixel -> crop pixel
+    landmarks: np.ndarray  # (68, 2) in photo pixels
+    n_faces: int  # faces found in the photo (the largest one is this)
+    box: tuple[float, float, float, float]  # detector box in photo pixels: l, t, r, b
+    photo_size: tuple[int, int]  # (width, height) of the photo it came from
+
+    @property
+    def size(self) -> int:
+        return self.crop.shape[0]
+
+    def model_input(self, resolution: int = 64) -> Image.Image:
+        """The crop at the model's resolution, LANCZOS-filtered like ``celeba_crop``."""
+        return Image.fromarray(self.crop).resize((resolution, resolution), Image.LANCZOS)
+
+
+def align_face(photo: PhotoSource, template: Template | None = None) -> AlignedFace:
+    """Find the largest face in a photo and warp it onto the training crop's layout.
+
+    The crop side S is chosen so the crop has about as many pixels across the face as
+    the photo (clamped to [64, 1024]): the editor's change is later added at that
+    resolution, so a sharp photo stays sharp. Areas beyond the photo's edges are filled
+    by repeating the edge pixels: the model never saw black borders.
+    """
+    image = np.asarray(load_photo(photo))
+    height, width = image.shape[:2]
+    template = load_template() if template is None else template
+    found = detect_face(image, template)
+    face_width = found.box[2] - found.box[0]
+    if face_width < MIN_FACE_PX:
+        raise FaceTooSmallError(
+            f"The face is only about {face_width:.0f} pixels wide; it needs at least "
+            f"{MIN_FACE_PX} (100 or more looks best). Try a larger or closer photo.")
+
+    unit = similarity_fit(found.landmarks[STABLE], template.landmarks[STABLE])  # -> 0..1
+    size = int(np.clip(round(1.0 / _scale(unit)), CROP_MIN, CROP_MAX))
+    # crop pixel = S * unit - 0.5 (pixel centres at (i + 0.5) / S)
+    matrix = unit * size
+    matrix[:, 2] -= 0.5
+    crop = _warp(image, cv2.invertAffineTransform(matrix), (size, size), cv2.INTER_CUBIC,
+                 cv2.BORDER_REPLICATE)
+    return AlignedFace(crop=crop, matrix=matrix, landmarks=found.landmarks,
+                       n_faces=found.n_faces, box=found.box, photo_size=(width, height))
+
+
+def _footprint(matrix: np.ndarray, width: int, height: int, bounds: tuple[int, int],
+               margin: int = 3) -> tuple[int, int, int, int]:
+    """The integer rectangle (x0, y0, x1, y1) within ``bounds`` that ``matrix`` maps a
+    width x height image onto, with a margin for the interpolation kernel."""
+    corners = np.array([[-0.5, -0.5], [width - 0.5, -0.5], [-0.5, height - 0.5],
+                        [width - 0.5, height - 0.5]])
+    mapped = _apply(matrix, corners)
+    x0, y0 = np.floor(mapped.min(axis=0)).astype(int) - margin
+    x1, y1 = np.ceil(mapped.max(axis=0)).astype(int) + margin + 1
+    return (max(0, x0), max(0, y0), min(bounds[0], x1), min(bounds[1], y1))
+
+
+def _warp(src: np.ndarray, dst_to_src: np.ndarray, size: tuple[int, int],
+          interpolation: int, border: int) -> np.ndarray:
+    """Resample ``src`` onto a ``size`` (w, h) image, dst pixel p <- src pixel M p.
+
+    Only the part of ``src`` that the output reads is touched (a 12 MP photo costs no
+    more than a small one), and when the output shrinks the source by more than 1.5x,
+    that part is first reduced by pixel-area averaging: ``warpAffine`` interpolates
+    from 2-4 neighbours only, which would alias fine detail.
+    """
+    shrink = 1.0 / _scale(dst_to_src)  # output pixels per source pixel
+    margin = math.ceil(3 / min(shrink, 1.0))  # the kernel's reach, in source pixels
+    x0, y0, x1, y1 = _footprint(dst_to_src, size[0], size[1], (src.shape[1], src.shape[0]),
+                                margin)
+    if x1 <= x0 or y1 <= y0:  # reads nothing inside src: all border
+        x0, y0, x1, y1 = 0, 0, src.shape[1], src.shape[0]
+    part = src[y0:y1, x0:x1]
+    matrix = dst_to_src.copy()
+    matrix[:, 2] -= (x0, y0)
+    if shrink < 2 / 3:
+        w, h = max(1, round(part.shape[1] * shrink)), max(1, round(part.shape[0] * shrink))
+        fx, fy = w / part.shape[1], h / part.shape[0]
+        part = cv2.resize(part, (w, h), interpolation=cv2.INTER_AREA)
+        matrix = np.diag([fx, fy]) @ matrix
+        matrix[:, 2] += (0.5 * fx - 0.5, 0.5 * fy - 0.5)  # pixel-centre convention
+    return cv2.warpAffine(np.ascontiguousarray(part), matrix, size,
+                          flags=interpolation | cv2.WARP_INVERSE_MAP, borderMode=border,
+                          borderValue=0)
+
+
+# ----- paste back ----------------------------------------------------------------------
+
+def feather_mask(size: int, feather: float = 0.15) -> np.ndarray:
+    """(S, S) float32 weights: 1 inside, easing to 0 at the crop's edges.
+
+    Each axis ramps up with a smoothstep over ``feather`` of the side, and the mask is
+    the product of the two ramps, so it is smooth (no kink, no visible line) and has
+    rounded corners. Weight 0 at the edge means the edit fades out before the crop ends.
+    """
+    t = (np.arange(size, dtype=np.float32) + 0.5) / (size * feather)
+    t = np.clip(np.minimum(t, t[::-1]), 0.0, 1.0)
+    ramp = t * t * (3.0 - 2.0 * t)
+    return np.outer(ramp, ramp)
+
+
+def paste_back(photo: np.ndarray, face: AlignedFace, delta: np.ndarray,
+               feather: float = 0.15) -> np.ndarray:
+    """Add an edit of the aligned crop (edited - original, (S, S, 3), 0..255 units) to
+    the photo it came from, through a feathered mask; returns a new uint8 photo.
+
+    Only the rectangle the crop covers is warped and touched. A zero ``delta`` returns
+    the photo unchanged, byte for byte: the warped change is exactly 0 everywhere and
+    integers survive the float round trip.
+    """
+    size = face.size
+    if photo.ndim != 3 or photo.shape[2] != 3 or photo.dtype != np.uint8:
+        raise ValueError(f"photo must be (H, W, 3) uint8, got {photo.shape} {photo.dtype}")
+    if (photo.shape[1], photo.shape[0]) != tuple(face.photo_size):
+        raise ValueError(f"photo is {photo.shape[1]} x {photo.shape[0]}, but the face was "
+                         f"aligned in a {face.photo_size[0]} x {face.photo_size[1]} photo")
+    if delta.shape != (size, size, 3):
+        raise ValueError(f"delta must be ({size}, {size}, 3), got {delta.shape}")
+    out = photo.copy()
+    if not np.any(delta):
+        return out
+    height, width = photo.shape[:2]
+    crop_to_photo = cv2.invertAffineTransform(face.matrix)
+    x0, y0, x1, y1 = _footprint(crop_to_photo, size, size, (width, height))
+    if x1 <= x0 or y1 <= y0:
+        return out
+    weighted = delta.astype(np.float32) * feather_mask(size, feather)[..., None]
+    photo_to_crop = face.matrix.copy()  # for the rectangle's pixels: shift by its corner
+    photo_to_crop[:, 2] += face.matrix[:, :2] @ (x0, y0)
+    change = _warp(weighted, photo_to_crop, (x1 - x0, y1 - y0), cv2.INTER_LINEAR,
+                   cv2.BORDER_CONSTANT)
+    region = out[y0:y1, x0:x1].astype(np.float32) + change
+    out[y0:y1, x0:x1] = np.clip(np.round(region), 0, 255).astype(np.uint8)
+    return out
+
+
+# ----- fitting the template from CelebA ------------------------------------------------
+
+def fit_template(celeba_root: str | Path = DEFAULT_CELEBA, n_images: int = 3000,
+                 verbose: bool = False) -> dict:
+    """Fit the landmark template from CelebA training crops; returns the JSON payload.
+
+    Each image is cropped exactly as for training (``celeba_crop``) but at
+    ``FIT_RESOLUTION`` px, so the detector sees a ~180 px face, and only images where
+    exactly one face is found are used (with two, the landmarks may be the wrong face's).
+    Landmarks are found the way ``detect_face`` finds them in a user's photo, so the two
+    agree: a first pass with the detector's box gives a provisional template and the
+    canonical box; a second pass predicts again from the canonical boxes, and those
+    landmarks, normalised to 0..1, are averaged. Plain averaging, not Procrustes: the
+    template must say where CelebA puts faces in the crop, not only their shape.
+    """
+    from .data import celeba_crop  # imports torch; only the fit needs it
+
+    def crop(path: Path) -> np.ndarray:
+        with Image.open(path) as im:
+            return np.asarray(celeba_crop(im, FIT_RESOLUTION))
+
+    def log(message: str) -> None:
+        if verbose:
+            print(message, flush=True)
+
+    root = Path(celeba_root)
+    paths = [root / "images" / f"{i:06d}.jpg" for i in range(1, n_images + 1)]
+    paths = [p for p in paths if p.is_file()]
+    if not paths:
+        raise FileNotFoundError(f"no CelebA images under {root / 'images'}")
+    used, boxes, first = [], [], []
+    for k, path in enumerate(paths, 1):
+        image = crop(path)
+        try:
+            found = find_faces(image)
+        except NoFaceError:
+            found = []
+        if len(found) == 1:
+            used.append(path)
+            boxes.append(found[0])
+            first.append(predict_landmarks(image, found))
+        if k % 500 == 0:
+            log(f"pass 1: {k}/{len(paths)} images, {len(used)} with one face")
+    provisional = _template_from(first, boxes)
+    shapes = []
+    for k, (path, landmarks) in enumerate(zip(used, first, strict=True), 1):
+        shapes.append(predict_landmarks(crop(path), canonical_boxes(landmarks, provisional)))
+        if k % 500 == 0:
+            log(f"pass 2: {k}/{len(used)} images")
+    template = _template_from(shapes, boxes)
+    unit = 1.0 / FIT_RESOLUTION
+    return {
+        "landmarks": np.round(template.landmarks, 6).tolist(),
+        "box": np.round(template.box, 6).tolist(),
+        "n_images": len(used),
+        "n_tried": len(paths),
+        "images": f"{paths[0].name} .. {paths[-1].name}, where exactly one face was found",
+        "date": datetime.date.today().isoformat(),
+        "crop": "glow_demo.data.celeba_crop: the central square of an aligned CelebA "
+                "image, 148/178 of its width, resized with LANCZOS; fitted at "
+                f"{FIT_RESOLUTION} px",
+        "coordinates": "x, y in 0..1 of the crop: 0 and 1 are its outer edges, pixel i "
+                       "of a crop of side S has its centre at (i + 0.5) / S; box is the "
+                       "detector's box on average: centre x, centre y, width",
+        "landmarks_model": "dlib frontal_face_detector + shape_predictor_68_face_landmarks "
+                           "(face-recognition-models), averaged over the canonical boxes",
+        "consistency": consistency([(s + 0.5) * unit for s in shapes], template.landmarks),
+        "consistency_detector_box_only": consistency([(s + 0.5) * unit for s in first],
+                                                     provisional.landmarks),
+    }
+
+
+def _template_from(shapes: list[np.ndarray], boxes: list[Box]) -> Template:
+    """Mean landmarks (FIT_RESOLUTION-px crops -> 0..1) and the mean detector box in the
+    template's frame (each box carried by its face's similarity fit to the mean)."""
+    normalised = [(s + 0.5) / FIT_RESOLUTION for s in shapes]
+    landmarks = np.mean(normalised, axis=0)
+    frame = []
+    for shape, (left, top, right, bottom) in zip(normalised, boxes, strict=True):
+        m = similarity_fit(shape[STABLE], landmarks[STABLE])
+        centre = (np.array([left + right, top + bottom]) / 2 + 0.5) / FIT_RESOLUTION
+        frame.append([*_apply(m, centre[None])[0], _scale(m) * (right - left) / FIT_RESOLUTION])
+    return Template(landmarks, np.mean(frame, axis=0))
+
+
+def consistency(shapes: list[np.ndarray], template: np.ndarray, pixels: int = 64) -> dict:
+    """How far each image's landmarks (0..1) lie from the template, in ``pixels``-px units.
+
+    ``residual_after_fit``: after each face's best similarity fit (stable points) - the
+    shape variation no alignment can remove. ``raw_no_fit``: with no fit at all -
+    CelebA's own alignment error, as our landmarks see it. And the fitted transforms
+    themselves: how far each CelebA face is turned, scaled and shifted from the template.
+    """
+    residual, raw, angle, scale, shift = [], [], [], [], []
+    for shape in shapes:
+        m = similarity_fit(shape[STABLE], template[STABLE])
+        residual.append(np.linalg.norm(_apply(m, shape[STABLE]) - template[STABLE],
+                                       axis=1).mean())
+        raw.append(np.linalg.norm(shape[STABLE] - template[STABLE], axis=1).mean())
+        angle.append(math.degrees(math.atan2(m[1, 0], m[0, 0])))
+        scale.append(_scale(m))
+        centre = shape[STABLE].mean(axis=0)
+        shift.append(np.linalg.norm(_apply(m, centre[None])[0] - centre))
+
+    def stats(values: list[float], unit: float = 1.0) -> dict:
+        v = np.asarray(values) * unit
+        return {"mean": round(float(v.mean()), 4), "median": round(float(np.median(v)), 4),
+                "p95": round(float(np.percentile(v, 95)), 4)}
+
+    return {
+        "unit": f"{pixels}-px crop pixels (rotation in degrees, scale as a ratio)",
+        "residual_after_fit": stats(residual, pixels),
+        "raw_no_fit": stats(raw, pixels),
+        "fit_rotation_abs": stats(np.abs(angle).tolist()),
+        "fit_rotation_std": round(float(np.std(angle)), 4),
+        "fit_scale_std": round(float(np.std(scale)), 4),
+        "fit_shift": stats(shift, pixels),
+    }
+
+
+def template_json(payload: dict) -> str:
+    """JSON text with each list of numbers on one line (one landmark per line)."""
+    text = json.dumps(payload, indent=1)
+    return re.sub(r"\[([-+.\deE,\s]+)\]",
+                  lambda m: "[" + ", ".join(v.strip() for v in m.group(1).split(",")) + "]",
+                  text) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m glow_demo.align",
+                                     description="Fit the landmark template from CelebA.")
+    parser.add_argument("--fit-template", action="store_true", required=True)
+    parser.add_argument("--celeba", default=str(DEFAULT_CELEBA))
+    parser.add_argument("--n-images", type=int, default=3000)
+    parser.add_argument("-o", "--out", default=str(TEMPLATE_PATH))
+    args = parser.parse_args(argv)
+    payload = fit_template(args.celeba, args.n_images, verbose=True)
+    Path(args.out).write_text(template_json(payload))
+    print(f"wrote {args.out}: {payload['n_images']} of {payload['n_tried']} images used")
+    for key in ("consistency", "consistency_detector_box_only"):
+        print(key, json.dumps(payload[key], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
