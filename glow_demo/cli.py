@@ -1,0 +1,307 @@
+"""Command line: ``python -m glow_demo VERB ...``. Each verb is a thin layer over the API."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .data import DEFAULT_CELEBA
+from .model import DEFAULT_WEIGHTS, GlowConfig
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+
+
+def _add_model_config(p: argparse.ArgumentParser) -> None:
+    d = GlowConfig()
+    p.add_argument("--resolution", type=int, default=d.resolution)
+    p.add_argument("--levels", type=int, default=d.levels)
+    p.add_argument("--steps", type=int, default=d.steps, help="flow steps per level")
+    p.add_argument("--width", type=int, default=d.width, help="coupling network width")
+    p.add_argument("--n-bits", type=int, default=d.n_bits)
+
+
+def _model_config(args: argparse.Namespace) -> GlowConfig:
+    return GlowConfig(resolution=args.resolution, levels=args.levels, steps=args.steps,
+                      width=args.width, n_bits=args.n_bits)
+
+
+def cmd_pack(args: argparse.Namespace) -> None:
+    from .data import pack_celeba
+
+    out = pack_celeba(args.celeba, args.out, args.resolution)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from .train import TrainConfig, train
+
+    cfg = TrainConfig(
+        data=args.data, out=args.out, batch_size=args.batch_size, lr=args.lr,
+        warmup_steps=args.warmup, grad_clip=args.grad_clip, minutes=args.minutes,
+        max_steps=args.max_steps, val_every=args.val_every, val_size=args.val_size,
+        checkpoint_minutes=args.checkpoint_minutes, amp=args.amp, resume=args.resume,
+        seed=args.seed,
+    )
+    model_dir = train(cfg, _model_config(args))
+    print(f"model written to {model_dir}")
+
+
+def _load_editor(args: argparse.Namespace):
+    from .editor import FaceEditor
+
+    return FaceEditor.load(args.weights)
+
+
+def _photos(paths: list[str]) -> list[Path]:
+    """Expand directories into the image files they hold, keep files as given."""
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            out.append(p)
+    if not out:
+        raise SystemExit("no image files given")
+    return out
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    from .images import save_grid
+    from .model import Glow
+
+    model = Glow.load(args.weights)
+    images = model.sample(args.n, args.temperature, args.seed)
+    path = save_grid(images, args.out, nrow=args.nrow or max(1, round(args.n**0.5)))
+    print(f"wrote {args.n} samples at temperature {args.temperature} to {path}")
+
+
+def cmd_bpd(args: argparse.Namespace) -> None:
+    import torch
+    from PIL import Image
+
+    from .data import celeba_crop
+    from .images import pil_to_tensor
+    from .model import Glow
+
+    model = Glow.load(args.weights)
+    res = model.config.resolution
+    values = []
+    for path in _photos(args.images):
+        with Image.open(path) as im:
+            w, h = im.size
+            # Square images are taken as crops already; CelebA-shaped ones get its crop.
+            face = im.convert("RGB").resize((res, res), Image.LANCZOS) if w == h \
+                else celeba_crop(im, res)
+        bpd = float(model.bits_per_dim(pil_to_tensor(face)[None])[0])
+        values.append(bpd)
+        if args.verbose:
+            print(f"{path}: {bpd:.4f}")
+    mean = float(torch.tensor(values).mean())
+    print(f"{len(values)} images, mean {mean:.4f} bits/dim ({model.config.n_bits}-bit)")
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from .bench import run_bench
+
+    run_bench(args.weights, repeats=args.repeats, photo=args.photo, train_steps=args.train_steps)
+
+
+def cmd_align(args: argparse.Namespace) -> None:
+    from .align import PhotoError, align_face, load_photo
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    for path in _photos(args.photos):
+        try:
+            face = align_face(load_photo(path))
+        except PhotoError as err:
+            failures += 1
+            print(f"{path}: {err}", file=sys.stderr)
+            continue
+        target = out / (path.stem + ".png")
+        face.model_input(args.size).save(target) if args.size else \
+            _save_array(face.crop, target)
+        print(f"{path} -> {target} ({face.n_faces} face(s) found, largest used)")
+    if failures:
+        raise SystemExit(1)
+
+
+def _save_array(array, path: Path) -> None:
+    from PIL import Image
+
+    Image.fromarray(array).save(path)
+
+
+def _strengths(args: argparse.Namespace, names: list[str]) -> dict[str, float]:
+    return {n: getattr(args, n) for n in names if getattr(args, n)}
+
+
+def cmd_edit(args: argparse.Namespace) -> None:
+    from .align import PhotoError
+
+    editor = _load_editor(args)
+    strengths = _strengths(args, [a.name for a in editor.attributes])
+    disentangle = {n: tuple(args.keep) for n in strengths} if args.keep else None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    for path in _photos(args.photos):
+        try:
+            face = editor.prepare(path)
+        except PhotoError as err:
+            failures += 1
+            print(f"{path}: {err}", file=sys.stderr)
+            continue
+        result = editor.edit(face, strengths, disentangle)
+        image = result.crop if args.crop else result.photo
+        suffix = path.suffix if path.suffix.lower() in (".png", ".jpg", ".jpeg") else ".png"
+        target = out / (path.stem + suffix)
+        image.save(target, quality=95) if suffix != ".png" else image.save(target)
+        print(f"{path} -> {target}")
+    if failures:
+        raise SystemExit(1)
+
+
+def cmd_mix(args: argparse.Namespace) -> None:
+    from .align import PhotoError
+
+    editor = _load_editor(args)
+    try:
+        a, b = editor.prepare(args.photo_a), editor.prepare(args.photo_b)
+    except PhotoError as err:
+        raise SystemExit(str(err)) from None
+    frames = editor.morph(a, b, steps=args.steps, size=args.size)
+    path = editor.save_animation(frames, args.out, fps=args.fps)
+    print(f"wrote {len(frames)}-step morph to {path}")
+
+
+def cmd_directions(args: argparse.Namespace) -> None:
+    from .data import load_pack
+    from .directions import build_directions
+    from .model import Glow
+
+    data = Path(args.data)
+    if not data.is_file():
+        from .data import pack_celeba
+
+        print(f"{data} not found: packing {args.celeba} first")
+        pack_celeba(args.celeba, data)
+    pack = load_pack(data)
+    n = args.limit or len(pack.images)
+    model = Glow.load(args.weights)
+    directions = build_directions(model, args.weights, pack.images[:n], pack.attr_names,
+                                  pack.attrs[:n])
+    directions.save(args.weights)
+    print(f"wrote {len(directions.vectors)} directions to {args.weights}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m glow_demo", description=__doc__)
+    sub = parser.add_subparsers(dest="verb", required=True)
+
+    p = sub.add_parser("pack", help="crop CelebA to the model's input and pack it for training")
+    p.add_argument("--celeba", default=str(DEFAULT_CELEBA))
+    p.add_argument("-o", "--out", default="data/celeba64.npz")
+    p.add_argument("--resolution", type=int, default=64)
+    p.set_defaults(func=cmd_pack)
+
+    p = sub.add_parser("train", help="train a Glow (resumable; torchrun for several processes)")
+    p.add_argument("--data", default="data/celeba64.npz", help="pack written by `pack`")
+    p.add_argument("--out", default="runs/celeba64", help="run directory")
+    p.add_argument("--batch-size", type=int, default=32, help="per process")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=200, help="learning-rate warm-up steps")
+    p.add_argument("--grad-clip", type=float, default=50.0)
+    p.add_argument("--minutes", type=float, default=0.0, help="stop (and save) after this long")
+    p.add_argument("--max-steps", type=int, default=0)
+    p.add_argument("--val-every", type=int, default=500)
+    p.add_argument("--val-size", type=int, default=1000)
+    p.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    p.add_argument("--amp", action="store_true", help="bf16 coupling networks (CUDA only)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--seed", type=int, default=0)
+    _add_model_config(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sample", help="a grid of random faces")
+    p.add_argument("-n", type=int, default=16)
+    p.add_argument("--temperature", "-t", type=float, default=0.7)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--nrow", type=int, default=0)
+    p.add_argument("-o", "--out", default="samples.png")
+    _add_weights(p)
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("bpd", help="mean bits/dim of face images aligned like the training data")
+    p.add_argument("images", nargs="+", help="image files or directories")
+    p.add_argument("-v", "--verbose", action="store_true", help="print every image's value")
+    _add_weights(p)
+    p.set_defaults(func=cmd_bpd)
+
+    p = sub.add_parser("bench", help="encode/decode latency and training throughput on this CPU")
+    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--train-steps", type=int, default=3)
+    p.add_argument("--photo", default=None, help="also time a full edit of this photo")
+    _add_weights(p)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("align", help="find, align and crop the face in each photo")
+    p.add_argument("photos", nargs="+")
+    p.add_argument("-o", "--out", required=True, help="output directory")
+    p.add_argument("--size", type=int, default=0,
+                   help="resize crops to this size (default: the photo's own resolution)")
+    p.set_defaults(func=cmd_align)
+
+    p = sub.add_parser("edit", help="edit the face in each photo along attribute directions")
+    p.add_argument("photos", nargs="+")
+    p.add_argument("-o", "--out", required=True, help="output directory (names = input names)")
+    p.add_argument("--crop", action="store_true", help="write the edited aligned face only")
+    p.add_argument("--keep", nargs="*", default=[], metavar="ATTR",
+                   help="disentangle: hold these attributes fixed (e.g. --age 1 --keep male)")
+    _add_weights(p)
+    from .directions import MAIN_ATTRIBUTES, OTHER_ATTRIBUTES
+
+    for name, (_, _, label) in {**MAIN_ATTRIBUTES, **OTHER_ATTRIBUTES}.items():
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=float, default=0.0,
+                       metavar="S", help=f"{label} strength (1.0 = CelebA's mean difference)")
+    p.set_defaults(func=cmd_edit)
+
+    p = sub.add_parser("mix", help="morph one face into another (GIF or MP4)")
+    p.add_argument("photo_a")
+    p.add_argument("photo_b")
+    p.add_argument("--steps", type=int, default=9)
+    p.add_argument("--size", type=int, default=256, help="frame size in pixels")
+    p.add_argument("--fps", type=float, default=8)
+    p.add_argument("-o", "--out", default="morph.gif", help=".gif or .mp4")
+    _add_weights(p)
+    p.set_defaults(func=cmd_mix)
+
+    p = sub.add_parser("directions", help="rebuild attribute directions from labelled CelebA")
+    p.add_argument("--data", default="data/celeba64.npz", help="pack (built if missing)")
+    p.add_argument("--celeba", default=str(DEFAULT_CELEBA))
+    p.add_argument("--limit", type=int, default=0, help="use only the first N faces")
+    _add_weights(p)
+    p.set_defaults(func=cmd_directions)
+    return parser
+
+
+def _add_weights(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="model directory")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .model import WeightsError
+
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except WeightsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Rebuild the README's pictures from the shipped weights and the public-domain faces.
+
+    python scripts/make_figures.py [--out assets]
+
+Writes samples.png (random faces at several temperatures) and edit_grid.png (each
+example face: original, then one column per attribute edit).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw
+
+from glow_demo.editor import FaceEditor
+from glow_demo.images import make_grid, pil_to_tensor
+
+FACES = sorted((Path(__file__).resolve().parents[1] / "assets" / "faces").glob("*.[jp][pn]g"))
+EDITS = [("original", {}), ("smile", {"smile": 1.0}), ("older", {"age": 1.0}),
+         ("younger", {"age": -1.0}), ("blond", {"blond_hair": 1.0}),
+         ("black hair", {"black_hair": 1.0}), ("brown hair", {"brown_hair": 1.0}),
+         ("gray hair", {"gray_hair": 1.0}), ("glasses", {"glasses": 1.0}),
+         ("beard", {"beard": 1.0})]
+
+
+def edit_grid(editor: FaceEditor, size: int = 128) -> Image.Image:
+    rows = []
+    for path in FACES:
+        face = editor.prepare(path)
+        for _, strengths in EDITS:
+            crop = editor.edit(face, strengths).crop.resize((size, size), Image.LANCZOS)
+            rows.append(pil_to_tensor(crop))
+    grid = make_grid(torch.stack(rows), nrow=len(EDITS))
+    header = Image.new("RGB", (grid.width, 18), "white")
+    draw = ImageDraw.Draw(header)
+    for i, (label, _) in enumerate(EDITS):
+        draw.text((2 + i * (size + 2) + 4, 3), label, fill="black")
+    out = Image.new("RGB", (grid.width, grid.height + 18), "white")
+    out.paste(header, (0, 0))
+    out.paste(grid, (0, 18))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", default="assets")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    editor = FaceEditor.load()
+    edit_grid(editor).save(out / "edit_grid.png")
+    temps = [0.5, 0.6, 0.7, 0.8]
+    samples = torch.cat([editor.model.sample(6, t, seed=0) for t in temps])
+    make_grid(samples, nrow=6).save(out / "samples.png")
+    print(f"wrote {out / 'edit_grid.png'} and {out / 'samples.png'} (rows: temperature {temps})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""The editing engine on real photos with the shipped weights and directions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from glow_demo.directions import MAIN_ATTRIBUTES, Directions
+from glow_demo.editor import FaceEditor
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "faces"
+ASTRONAUT = ASSETS / "astronaut.png"
+HOPPER = ASSETS / "grace_hopper.jpg"
+
+
+@pytest.fixture(scope="module")
+def editor() -> FaceEditor:
+    return FaceEditor.load()
+
+
+@pytest.fixture(scope="module")
+def astronaut(editor: FaceEditor):
+    return editor.prepare(ASTRONAUT)
+
+
+def _region_change(before: np.ndarray, after: np.ndarray, points: np.ndarray) -> float:
+    """Mean absolute change inside the bounding box of some landmarks."""
+    x0, y0 = np.floor(points.min(0)).astype(int)
+    x1, y1 = np.ceil(points.max(0)).astype(int)
+    a = before[y0:y1, x0:x1].astype(np.float32)
+    b = after[y0:y1, x0:x1].astype(np.float32)
+    return float(np.abs(a - b).mean())
+
+
+def test_zero_strengths_return_the_input_photo_exactly(editor: FaceEditor, astronaut) -> None:
+    original = np.asarray(Image.open(ASTRONAUT).convert("RGB"))
+    result = editor.edit(astronaut, {a.name: 0.0 for a in editor.attributes})
+    assert np.array_equal(np.asarray(result.photo), original)
+    assert result.photo.size == (original.shape[1], original.shape[0])
+
+
+def test_encoding_reconstructs_the_aligned_face(astronaut) -> None:
+    """Identity is kept: decode(encode(face)) is the face, to within 5-bit quantisation."""
+    x = np.asarray(astronaut.model_input).astype(np.float32) / 255
+    decoded = astronaut.decoded.permute(1, 2, 0).numpy()
+    assert np.abs(decoded - x).max() <= 0.5 / 32 + 1e-4
+
+
+def test_smile_changes_the_mouth_far_more_than_the_eyes(editor: FaceEditor, astronaut) -> None:
+    before = astronaut.photo
+    after = np.asarray(editor.edit(astronaut, {"smile": 1.0}).photo)
+    marks = astronaut.aligned.landmarks
+    mouth = _region_change(before, after, marks[48:68])
+    eyes = _region_change(before, after, marks[36:48])
+    assert mouth > 2.0, mouth
+    assert mouth > 2 * eyes, (mouth, eyes)
+
+
+def test_edit_changes_only_the_face_area(editor: FaceEditor, astronaut) -> None:
+    after = np.asarray(editor.edit(astronaut, {"blond_hair": 1.0}).photo)
+    diff = np.abs(after.astype(int) - astronaut.photo.astype(int)).sum(-1)
+    assert diff.max() > 10
+    h, w = diff.shape
+    assert diff[int(0.95 * h):, :].max() == 0 or diff[:, int(0.97 * w):].max() == 0
+
+
+def test_prepare_is_cached_by_content(editor: FaceEditor, astronaut) -> None:
+    assert editor.prepare(ASTRONAUT.read_bytes()) is astronaut
+
+
+def test_directions_are_unit_consistent(editor: FaceEditor) -> None:
+    directions: Directions = editor.directions
+    assert set(MAIN_ATTRIBUTES) <= set(directions.vectors)
+    dim = editor.model.latent_dim
+    norms = {n: float(v.norm()) for n, v in directions.vectors.items()}
+    assert all(v.shape == (dim,) and torch.isfinite(v).all() for v in directions.vectors.values())
+    # a mean difference of standardised latents is far shorter than a latent (~sqrt(dim))
+    assert all(0.5 < n < dim**0.5 for n in norms.values()), norms
+    one = directions.vector({"smile": 1.0})
+    assert torch.allclose(directions.vector({"smile": 2.0}), 2 * one)
+    assert torch.allclose(directions.vector({"smile": 1.0, "age": 1.0}),
+                          one + directions.vector({"age": 1.0}), atol=1e-5)
+    assert not directions.vector({}).any()
+
+
+def test_disentangled_direction_is_orthogonal_to_the_held_ones(editor: FaceEditor) -> None:
+    d = editor.directions.direction("age", ("male", "glasses"))
+    for other in ("male", "glasses"):
+        o = editor.directions.vectors[other]
+        assert abs(float(d @ o)) / float(o.norm()) < 1e-3 * float(d.norm())
+    plain = editor.directions.vectors["age"]
+    assert float(d @ plain) / float(d.norm() * plain.norm()) > 0.5  # still mostly age
+
+
+def test_unknown_attribute_is_named(editor: FaceEditor, astronaut) -> None:
+    with pytest.raises(KeyError, match="unknown attribute 'smiel'"):
+        editor.edit(astronaut, {"smiel": 1.0})
+
+
+def test_interpolation_ends(editor: FaceEditor, astronaut) -> None:
+    hopper = editor.prepare(HOPPER)
+    start = editor.interpolate(astronaut, hopper, 0.0)
+    assert np.array_equal(np.asarray(start.photo), astronaut.photo)
+    end = editor.interpolate(astronaut, hopper, 1.0)
+    target = np.asarray(hopper.model_input).astype(np.float32)
+    got = np.asarray(end.model_view).astype(np.float32)
+    assert np.abs(got - target).mean() < 5  # latent of b decodes to b's face
+
+
+def test_morph_frames_and_animation_files(editor: FaceEditor, astronaut, tmp_path: Path) -> None:
+    hopper = editor.prepare(HOPPER)
+    frames = editor.morph(astronaut, hopper, steps=5, size=128)
+    assert len(frames) == 5 and frames[0].size == (128, 128)
+    assert np.abs(np.asarray(frames[0], float) - np.asarray(frames[-1], float)).mean() > 10
+    gif = editor.save_animation(frames, tmp_path / "m.gif")
+    with Image.open(gif) as im:
+        assert im.n_frames == 8  # 5 forward, 3 back
+    mp4 = editor.save_animation(frames, tmp_path / "m.mp4")
+    assert mp4.stat().st_size > 1000
+    with pytest.raises(ValueError, match="unsupported animation format"):
+        editor.save_animation(frames, tmp_path / "m.avi")
+
+
+def test_sample_is_seeded(editor: FaceEditor) -> None:
+    a, b = editor.sample(2, 0.7, seed=1), editor.sample(2, 0.7, seed=1)
+    assert all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a, b, strict=True))
