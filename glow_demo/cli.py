@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .data import DEFAULT_CELEBA
+from .directions import DEFAULT_UTKFACE
 from .model import DEFAULT_WEIGHTS, GlowConfig
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
@@ -41,7 +42,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         warmup_steps=args.warmup, grad_clip=args.grad_clip, minutes=args.minutes,
         max_steps=args.max_steps, val_every=args.val_every, val_size=args.val_size,
         checkpoint_minutes=args.checkpoint_minutes, amp=args.amp, resume=args.resume,
-        seed=args.seed,
+        init_from=args.init_from, save_dtype=args.save_dtype, seed=args.seed,
     )
     model_dir = train(cfg, _model_config(args))
     print(f"model written to {model_dir}")
@@ -179,20 +180,37 @@ def cmd_mix(args: argparse.Namespace) -> None:
 
 def cmd_directions(args: argparse.Namespace) -> None:
     from .data import load_pack
-    from .directions import build_directions
+    from .directions import AGE_YEARS, Directions, build_age_direction, build_directions
     from .model import Glow
 
-    data = Path(args.data)
-    if not data.is_file():
-        from .data import pack_celeba
-
-        print(f"{data} not found: packing {args.celeba} first")
-        pack_celeba(args.celeba, data)
-    pack = load_pack(data)
-    n = args.limit or len(pack.images)
     model = Glow.load(args.weights)
-    directions = build_directions(model, args.weights, pack.images[:n], pack.attr_names,
-                                  pack.attrs[:n])
+    if args.only_utkface:
+        # add to the directions already there (Directions.load checks they fit this model)
+        directions = Directions.load(args.weights)
+    else:
+        data = Path(args.data)
+        if not data.is_file():
+            from .data import pack_celeba
+
+            print(f"{data} not found: packing {args.celeba} first")
+            pack_celeba(args.celeba, data)
+        pack = load_pack(data)
+        n = args.limit or len(pack.images)
+        directions = build_directions(model, args.weights, pack.images[:n], pack.attr_names,
+                                      pack.attrs[:n])
+    utkface = args.utkface or (str(DEFAULT_UTKFACE) if args.only_utkface else None)
+    if utkface:
+        vector, info = build_age_direction(model, args.weights, utkface, n=args.utkface_n)
+        directions = directions.add_direction(AGE_YEARS, vector, info)
+        line = (f"{AGE_YEARS}: {info['n_images']} UTKFace faces, ages {info['ages'][0]}-"
+                f"{info['ages'][1]}, {info['n_skipped']} skipped (no usable face); norm "
+                f"{info['norm']:.2f} at +{info['years_per_strength']:g} years (sampling "
+                f"noise ~{info['noise_norm_estimate']:.2f})")
+        if "age" in directions.vectors:
+            age = directions.vectors["age"]
+            cos = float(vector @ age / (vector.norm() * age.norm()))
+            line += f"; CelebA age norm {float(age.norm()):.2f}, cosine {cos:.2f}"
+        print(line)
     directions.save(args.weights)
     print(f"wrote {len(directions.vectors)} directions to {args.weights}")
 
@@ -221,6 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-minutes", type=float, default=5.0)
     p.add_argument("--amp", action="store_true", help="bf16 coupling networks (CUDA only)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--init-from", default="", metavar="MODEL_DIR",
+                   help="start from a saved model's weights (fresh optimiser)")
+    p.add_argument("--save-dtype", default="float32", choices=["float32", "float16"],
+                   help="dtype of OUT/model/glow.safetensors")
     p.add_argument("--seed", type=int, default=0)
     _add_model_config(p)
     p.set_defaults(func=cmd_train)
@@ -282,6 +304,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="data/celeba64.npz", help="pack (built if missing)")
     p.add_argument("--celeba", default=str(DEFAULT_CELEBA))
     p.add_argument("--limit", type=int, default=0, help="use only the first N faces")
+    p.add_argument("--utkface", nargs="?", const=str(DEFAULT_UTKFACE), default=None,
+                   metavar="DIR", help="also learn `age_years` (strength 1.0 = +30 years) "
+                   f"from UTKFace's real ages (DIR default: {DEFAULT_UTKFACE})")
+    p.add_argument("--utkface-n", type=int, default=2000, metavar="N",
+                   help="UTKFace adults (18-80, balanced by decade and gender) to use")
+    p.add_argument("--only-utkface", action="store_true",
+                   help="add `age_years` to the existing directions of this model without "
+                   "re-encoding CelebA (implies --utkface)")
     _add_weights(p)
     p.set_defaults(func=cmd_directions)
     return parser

@@ -45,6 +45,8 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0
     amp: bool = False  # bf16 coupling networks on CUDA
     resume: bool = False
+    init_from: str = ""  # start from a saved model directory (fresh optimiser)
+    save_dtype: str = "float32"  # of OUT/model; float16 fits the device's 16 MiB file limit
     seed: int = 0
     max_bad_steps: int = 20  # consecutive non-finite steps before giving up
 
@@ -110,6 +112,15 @@ def train(cfg: TrainConfig, model_config: GlowConfig) -> Path:
         step, images_seen = int(state["step"]), int(state["images_seen"])
         if rank == 0:
             print(f"resumed from {ckpt_path} at step {step} ({images_seen} images seen)")
+    elif cfg.init_from:
+        # A carried model (e.g. to or from a GPU lease, where the optimiser state is too
+        # big to carry): weights only; Adam's moments restart under the warm-up.
+        loaded = Glow.load(cfg.init_from, device)
+        if loaded.config != model_config:
+            raise SystemExit(f"{cfg.init_from} holds {loaded.config}, not {model_config}")
+        model.load_state_dict(loaded.state_dict())
+        if rank == 0:
+            print(f"initialised from {cfg.init_from}")
     else:
         # ActNorm's data-dependent init: one forward pass over a large batch.
         init = train_images[torch.randperm(len(train_images))[: max(256, cfg.batch_size)]]
@@ -143,7 +154,7 @@ def train(cfg: TrainConfig, model_config: GlowConfig) -> Path:
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save(state, tmp)
         tmp.replace(ckpt_path)
-        model.save(out / "model")
+        model.save(out / "model", dtype=getattr(torch, cfg.save_dtype))
 
     def validate() -> None:
         if rank != 0:

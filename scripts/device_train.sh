@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# One resumable training job on a lent GPU machine (10 minutes per command, files back
+# <= 16 MiB each, 64 MiB carried). Run it from the repo root *on the device*, carrying
+#   data/celeba64.npz   the packed training set (`python -m glow_demo pack`, 30 MB)
+#   device/model/       the model to continue from, float16 (15 MB): the first time,
+#                       `cp weights/glow.* device/model/`; afterwards, the files that
+#                       came back from the previous job ($OUT/model/)
+# and it writes $OUT/model/glow.safetensors (float16) + glow.json, $OUT/log.jsonl and
+# the last sample grid. Bring $OUT/model back into device/model/ and call again to go on.
+#
+#   bash scripts/device_train.sh [MINUTES=8] [BATCH=64]     (PYTHON=... to pick the interpreter)
+set -euo pipefail
+MINUTES=${1:-8}
+BATCH=${2:-64}
+OUT=${OUT:-out}
+INIT=()
+[ -f device/model/glow.safetensors ] && INIT=(--init-from device/model)
+PY=${PYTHON:-python3}
+NPROC=$("$PY" -c "import torch; print(max(1, torch.cuda.device_count()))")
+"$PY" -m torch.distributed.run --standalone --nproc_per_node="$NPROC" -m glow_demo train \
+  --data data/celeba64.npz --out "$OUT/run" --minutes "$MINUTES" --batch-size "$BATCH" \
+  --amp --warmup 100 --val-every 500 --checkpoint-minutes 2 --save-dtype float16 "${INIT[@]}"
+mkdir -p "$OUT/model"
+cp "$OUT/run/model/"* "$OUT/model/"
+cp "$OUT/run/log.jsonl" "$OUT/"
+last=$(ls "$OUT/run/samples/"*.png | tail -n 1)
+cp "$last" "$OUT/samples.png"
+rm -rf "$OUT/run"   # checkpoint.pt (optimiser state) is too big to come back
