@@ -1,0 +1,82 @@
+"""Shared fixtures. ``app``: the real app (``python app.py``) served on a free port.
+
+One server is started per test session and shared by the API and browser tests. It
+runs with the shipped weights, or those in ``$GLOW_DEMO_WEIGHTS`` when that is set, in
+an empty working folder, with Gradio's temporary folder (``GRADIO_TEMP_DIR``) elsewhere,
+so a test can check that it writes nothing outside that.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+START_TIMEOUT_S = 120
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _tail(path: Path, n: int = 40) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+
+
+@dataclass(frozen=True)
+class AppServer:
+    url: str  # http://127.0.0.1:<port>/
+    cwd: Path  # the app's working folder: empty at start
+    temp_dir: Path  # GRADIO_TEMP_DIR
+    log: Path  # the app's stdout and stderr
+
+
+@pytest.fixture(scope="session")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    """Start ``python app.py --port <free>``, wait until it serves the page, stop it after."""
+    tmp = tmp_path_factory.mktemp("app")
+    cwd, temp_dir, log = tmp / "cwd", tmp / "gradio", tmp / "app.log"
+    cwd.mkdir()
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/"
+    cmd = [sys.executable, str(ROOT / "app.py"), "--port", str(port)]
+    if os.environ.get("GLOW_DEMO_WEIGHTS"):
+        cmd += ["--weights", os.environ["GLOW_DEMO_WEIGHTS"]]
+    env = {**os.environ, "GRADIO_TEMP_DIR": str(temp_dir), "PYTHONUNBUFFERED": "1"}
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"app.py exited with {proc.returncode}:\n{_tail(log)}")
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"app.py did not serve {url} within {START_TIMEOUT_S} s:\n"
+                            f"{_tail(log)}")
+            time.sleep(0.25)
+        yield AppServer(url=url, cwd=cwd, temp_dir=temp_dir, log=log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
