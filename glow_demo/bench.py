@@ -34,8 +34,16 @@ def _time(fn, repeats: int) -> list[float]:
     return out
 
 
+def _rss_mb() -> float:
+    """Resident memory of this process (Linux), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def run_bench(weights: str | Path, repeats: int = 30, photo: str | None = None,
-              train_steps: int = 3) -> dict[str, float]:
+              train_steps: int = 3, edits_for_memory: int = 300) -> dict[str, float]:
     model = Glow.load(weights)
     cfg = model.config
     params = sum(p.numel() for p in model.parameters())
@@ -65,6 +73,13 @@ def run_bench(weights: str | Path, repeats: int = 30, photo: str | None = None,
               f"{face.seconds * 1000:.0f} ms")
         print(f"edit (decode + paste back, one slider move): {_percentiles(edit)}")
         figures["edit_p50_ms"] = statistics.median(edit) * 1000
+        # Memory must stay flat over a long editing session (the app shares one editor).
+        before = _rss_mb()
+        for i in range(edits_for_memory):
+            editor.edit(face, {name: (i % 31) / 10 - 1.5})
+        after = _rss_mb()
+        print(f"memory over {edits_for_memory} edits: RSS {before:.0f} MB -> {after:.0f} MB")
+        figures["rss_growth_mb"] = after - before
 
     if train_steps:
         model.train()

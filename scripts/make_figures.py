@@ -2,8 +2,10 @@
 
     python scripts/make_figures.py [--out assets]
 
-Writes samples.png (random faces at several temperatures) and edit_grid.png (each
-example face: original, then one column per attribute edit).
+Writes samples.png (random faces at several temperatures) and edit_grid.png: one row
+per public-domain photo (the edit pasted into its full-resolution aligned crop) and
+per random face of the model's own (edited in latent space, at 64 x 64), one column
+per attribute edit. Only images we may publish: public-domain photos and our samples.
 """
 
 from __future__ import annotations
@@ -25,14 +27,22 @@ EDITS = [("original", {}), ("smile", {"smile": 1.0}), ("older", {"age": 1.0}),
          ("beard", {"beard": 1.0})]
 
 
-def edit_grid(editor: FaceEditor, size: int = 128) -> Image.Image:
-    rows = []
+def edit_grid(editor: FaceEditor, size: int = 128, n_samples: int = 3,
+              temperature: float = 0.6, seed: int = 1) -> Image.Image:
+    cells = []
     for path in FACES:
         face = editor.prepare(path)
         for _, strengths in EDITS:
             crop = editor.edit(face, strengths).crop.resize((size, size), Image.LANCZOS)
-            rows.append(pil_to_tensor(crop))
-    grid = make_grid(torch.stack(rows), nrow=len(EDITS))
+            cells.append(pil_to_tensor(crop))
+    gen = torch.Generator().manual_seed(seed)
+    latents = torch.randn(n_samples, editor.model.latent_dim, generator=gen) * temperature
+    for z in latents:
+        edited = torch.stack([z + editor.directions.vector(s) for _, s in EDITS])
+        for image in editor.model.decode(edited):
+            cells.append(torch.nn.functional.interpolate(image[None], size=size,
+                                                         mode="bicubic")[0].clamp(0, 1))
+    grid = make_grid(torch.stack(cells), nrow=len(EDITS))
     header = Image.new("RGB", (grid.width, 18), "white")
     draw = ImageDraw.Draw(header)
     for i, (label, _) in enumerate(EDITS):
