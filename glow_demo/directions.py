@@ -10,12 +10,27 @@ decoded faces stay faces.
 A direction can be *disentangled* from others (in the spirit of InterFaceGAN's
 conditional boundaries): its components along the chosen directions are projected
 out, e.g. age without gender, so moving it changes those attributes less.
+
+One direction is learned from *real ages* instead of a yes/no label: ``age_years``
+(``build_age_direction``). CelebA's ``age`` comes from its ``Young`` label, and CelebA is
+mostly young adults; UTKFace gives each face its age in years. On a balanced set of
+UTKFace adults (18-80, stratified by decade and gender) the standardised latent is
+fitted by least squares as ``latent ~ a + b * age + gender + race`` and the direction
+is ``30 * b``: **strength 1.0 = +30 years**, -1.0 = 30 years younger, with gender and
+UTKFace's race label held fixed (older UTKFace faces are far more often labelled White,
+so without that covariate the slope would also lighten the skin). UTKFace's crop is
+tighter than the model's: aligned, it fills only the middle ~45 % of the model input and
+the rest is edge-replicated fill, so the direction is kept only over the covered part
+(``latent_mask``); otherwise it would repaint the hair and background of edited faces.
+It is stored beside the CelebA directions (``add_direction``), in the same files.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +90,10 @@ OTHER_ATTRIBUTES: dict[str, tuple[str, int, str]] = {
     "necklace": ("Wearing_Necklace", 1, "Necklace"),
     "necktie": ("Wearing_Necktie", 1, "Necktie"),
 }
+# Directions not built from a CelebA label: name -> label.
+EXTRA_ATTRIBUTES: dict[str, str] = {
+    "age_years": "Age (+30 years, UTKFace)",
+}
 SLIDER_RANGE = (-1.5, 1.5)
 
 
@@ -123,7 +142,7 @@ class Directions:
         main = [n for n in MAIN_ATTRIBUTES if n in vectors]
         rest = sorted(n for n in vectors if n not in MAIN_ATTRIBUTES)
         labels = {**{k: v[2] for k, v in MAIN_ATTRIBUTES.items()},
-                  **{k: v[2] for k, v in OTHER_ATTRIBUTES.items()}}
+                  **{k: v[2] for k, v in OTHER_ATTRIBUTES.items()}, **EXTRA_ATTRIBUTES}
         self.attributes = [Attribute(n, labels.get(n, n), n in MAIN_ATTRIBUTES)
                            for n in main + rest]
 
@@ -149,6 +168,25 @@ class Directions:
             if strength:
                 total += float(strength) * self.direction(name, tuple(disentangle.get(name, ())))
         return total
+
+    def add_direction(self, name: str, vector: torch.Tensor, info: dict) -> Directions:
+        """A copy with one more (or a replaced) direction; ``info`` goes to meta[name].
+
+        ``info["model_digest"]``, when given, must match the others': directions of two
+        models never share a file.
+        """
+        digest = info.get("model_digest")
+        if digest is not None and digest != self.meta.get("model_digest"):
+            raise WeightsError(f"direction {name!r} was computed for another model (digest "
+                               f"{digest} != {self.meta.get('model_digest')})")
+        reference = next(iter(self.vectors.values()), None)
+        if reference is not None and vector.shape != reference.shape:
+            raise ValueError(f"direction {name!r} has shape {tuple(vector.shape)}, the others "
+                             f"{tuple(reference.shape)}")
+        vectors = {**self.vectors, name: vector.detach().float().cpu().contiguous()}
+        meta = {**self.meta, name: info,
+                "norms": {**self.meta.get("norms", {}), name: round(float(vector.norm()), 3)}}
+        return Directions(vectors, meta)
 
     def save(self, directory: str | Path) -> None:
         from safetensors.torch import save_file
@@ -202,3 +240,239 @@ def build_directions(model: Glow, model_dir: str | Path, images_uint8: torch.Ten
         "norms": {k: round(float(v.norm()), 3) for k, v in vectors.items()},
     }
     return Directions(vectors, meta)
+
+
+# ----- an age direction from UTKFace's real ages ---------------------------------------
+
+DEFAULT_UTKFACE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "utkface"
+AGE_YEARS = "age_years"
+YEARS_PER_STRENGTH = 30.0  # strength 1.0 of ``age_years`` = +30 years
+AGE_BINS: tuple[tuple[int, int], ...] = ((18, 29), (30, 39), (40, 49), (50, 59), (60, 69),
+                                         (70, 80))
+# the age direction is kept where more than 50 % (fully from 90 %) of the UTKFace crops
+# have real pixels, not edge fill (see build_age_direction)
+COVERAGE_RAMP = (0.5, 0.9)
+UTK_VALIDATION_EVERY = 10  # 1 in 10 UTKFace files (by a hash of the name) is held out
+_UTK_NAME = re.compile(r"^(\d+)_([01])_([0-4])_\d+\.jpg\.chip\.jpg$")
+
+
+@dataclass(frozen=True)
+class UtkFace:
+    """One UTKFace image and its labels (parsed from the file name)."""
+
+    path: Path
+    age: int
+    gender: int  # 0 male, 1 female
+    race: int  # 0 White, 1 Black, 2 Asian, 3 Indian, 4 Others
+
+    @property
+    def split(self) -> str:
+        """"val" for a fixed 1 in 10 of the files (a hash of the name), else "train"."""
+        h = int(hashlib.sha1(self.path.name.encode()).hexdigest()[:8], 16)
+        return "val" if h % UTK_VALIDATION_EVERY == 0 else "train"
+
+
+def read_utkface(root: str | Path = DEFAULT_UTKFACE) -> list[UtkFace]:
+    """Every labelled image under ``root/images``, sorted by name (badly named ones skipped)."""
+    images = Path(root) / "images"
+    if not images.is_dir():
+        raise FileNotFoundError(f"UTKFace images not found: {images}")
+    out = []
+    for path in sorted(images.iterdir()):
+        m = _UTK_NAME.match(path.name)
+        if m:
+            out.append(UtkFace(path, int(m[1]), int(m[2]), int(m[3])))
+    return out
+
+
+def _age_bin(age: int, bins: tuple[tuple[int, int], ...]) -> int | None:
+    for i, (lo, hi) in enumerate(bins):
+        if lo <= age <= hi:
+            return i
+    return None
+
+
+def select_utkface(faces: list[UtkFace], n: int, split: str | None = "train",
+                   bins: tuple[tuple[int, int], ...] = AGE_BINS, seed: int = 0
+                   ) -> list[UtkFace]:
+    """A deterministic subset of ``n`` faces, balanced over age bin x gender.
+
+    Each (bin, gender) cell gets an equal share; a cell with too few faces gives all it
+    has and the rest is shared among the others. ``split`` ("train", "val" or None for
+    both) keeps the held-out faces out of a direction. Returned in a fixed order.
+    """
+    cells: dict[tuple[int, int], list[UtkFace]] = {}
+    for face in faces:
+        b = _age_bin(face.age, bins)
+        if b is not None and (split is None or face.split == split):
+            cells.setdefault((b, face.gender), []).append(face)
+    rng = np.random.default_rng(seed)
+    for key in sorted(cells):
+        order = rng.permutation(len(cells[key]))
+        cells[key] = [cells[key][i] for i in order]
+    quota = {key: 0 for key in cells}
+    left = min(n, sum(len(v) for v in cells.values()))
+    while left:  # water-filling: equal shares, capped by what a cell has
+        open_cells = [k for k in sorted(cells) if quota[k] < len(cells[k])]
+        share = max(1, left // len(open_cells))
+        for key in open_cells:
+            take = min(share, len(cells[key]) - quota[key], left)
+            quota[key] += take
+            left -= take
+            if not left:
+                break
+    chosen = [f for key in sorted(cells) for f in cells[key][:quota[key]]]
+    return sorted(chosen, key=lambda f: f.path.name)
+
+
+@dataclass
+class AlignedUtk:
+    """UTKFace faces aligned like the training crops, as the model sees them."""
+
+    images: torch.Tensor  # (K, 3, R, R) uint8
+    faces: list[UtkFace]  # the K kept, in order
+    skipped: Counter  # PhotoError class name -> count (mostly: no face found)
+    coverage: np.ndarray  # (R, R): fraction of the K crops with real pixels there
+
+
+def _real_pixels(aligned, resolution: int) -> np.ndarray:
+    """(R, R) bool: where the model input comes from the photo, not the edge fill."""
+    import cv2
+
+    centres = (np.arange(resolution) + 0.5) * aligned.size / resolution - 0.5
+    xs, ys = np.meshgrid(centres, centres)
+    to_photo = cv2.invertAffineTransform(aligned.matrix)  # crop pixel -> photo pixel
+    src = np.stack([xs.ravel(), ys.ravel()], 1) @ to_photo[:, :2].T + to_photo[:, 2]
+    width, height = aligned.photo_size
+    inside = ((src[:, 0] >= -0.5) & (src[:, 0] <= width - 0.5) & (src[:, 1] >= -0.5)
+              & (src[:, 1] <= height - 0.5))
+    return inside.reshape(resolution, resolution)
+
+
+def align_utkface(faces: list[UtkFace], resolution: int = 64, progress: bool = True
+                  ) -> AlignedUtk:
+    """Align each face with ``align_face`` and take ``model_input``; faces where none is
+    found are skipped and counted. UTKFace's crop is tighter than the model's, so the
+    outside is edge-replicated fill: ``coverage`` says where it is not."""
+    from .align import PhotoError, align_face
+
+    images, kept, skipped = [], [], Counter()
+    coverage = np.zeros((resolution, resolution))
+    for face in tqdm(faces, desc="aligning", unit="face", disable=not progress):
+        try:
+            aligned = align_face(face.path)
+        except PhotoError as err:
+            skipped[type(err).__name__] += 1
+            continue
+        crop = aligned.model_input(resolution)
+        images.append(torch.from_numpy(np.array(crop)).permute(2, 0, 1))
+        coverage += _real_pixels(aligned, resolution)
+        kept.append(face)
+    stacked = (torch.stack(images).contiguous() if images
+               else torch.zeros(0, 3, resolution, resolution, dtype=torch.uint8))
+    return AlignedUtk(stacked, kept, skipped, coverage / max(1, len(kept)))
+
+
+def latent_mask(model: Glow, pixel_weights: np.ndarray) -> torch.Tensor:
+    """(D,) weights for a flat latent from (R, R) weights over the image.
+
+    Every level's latent is a (C, h, w) grid over the image (Glow's squeezes trade space
+    for channels), so an entry gets the mean pixel weight of the block it sits over.
+    """
+    weights = torch.from_numpy(np.asarray(pixel_weights, dtype=np.float32))[None, None]
+    parts = [torch.nn.functional.adaptive_avg_pool2d(weights, shape[1:])[0]
+             .expand(*shape) for shape in model.latent_shapes]
+    return model.flatten([p[None] for p in parts])[0]
+
+
+def age_design(faces: list[UtkFace], covariates: tuple[str, ...] = ("gender", "race")
+               ) -> np.ndarray:
+    """The regression's design matrix: [1, age, covariates...]; race as 0/1 columns
+    (White is the baseline), columns with no variation dropped."""
+    ages = np.array([f.age for f in faces], dtype=np.float64)
+    columns = [np.ones_like(ages), ages]
+    if "gender" in covariates:
+        columns.append(np.array([f.gender for f in faces], dtype=np.float64))
+    if "race" in covariates:
+        races = np.array([f.race for f in faces])
+        columns += [(races == r).astype(np.float64) for r in range(1, 5)
+                    if 0 < (races == r).sum() < len(races)]
+    return np.column_stack(columns)
+
+
+def age_slope(latents: torch.Tensor, design: np.ndarray) -> torch.Tensor:
+    """Least-squares coefficient of column 1 (age) in latents ~ design: latent per year."""
+    x = torch.from_numpy(design)
+    solution = torch.linalg.lstsq(x, latents.double()).solution  # (p, D)
+    return solution[1].float()
+
+
+def build_age_direction(model: Glow, model_dir: str | Path,
+                        root: str | Path = DEFAULT_UTKFACE, n: int = 2000, seed: int = 0,
+                        bins: tuple[tuple[int, int], ...] = AGE_BINS,
+                        covariates: tuple[str, ...] = ("gender", "race"),
+                        coverage_ramp: tuple[float, float] | None = COVERAGE_RAMP,
+                        progress: bool = True) -> tuple[torch.Tensor, dict]:
+    """The ``age_years`` direction and its meta: ``YEARS_PER_STRENGTH`` x the slope of the
+    standardised latent on age, from ``n`` balanced UTKFace training-split adults.
+
+    UTKFace's crop covers only the middle of the model's input (about 45 %: the face
+    below the hairline); the rest is edge-replicated fill whose colours vary with age
+    too, and a plain slope would repaint that area (hair, background) of edited faces.
+    So latent entries are kept only over the part the crops cover: weight 0 where at most
+    ``coverage_ramp[0]`` of the crops have real pixels, 1 from ``coverage_ramp[1]``, linear
+    between (``None``: no mask). The meta also holds a split-half estimate of the sampling
+    noise in the vector's norm (half the norm of the difference of the directions fitted
+    on two halves), to judge whether ``n`` is enough.
+    """
+    faces = select_utkface(read_utkface(root), n, split="train", bins=bins, seed=seed)
+    aligned = align_utkface(faces, model.config.resolution, progress)
+    kept = aligned.faces
+    if len(kept) < 10:
+        raise ValueError(f"only {len(kept)} UTKFace faces could be aligned; need at least 10")
+    latents = encode_all(model, aligned.images)
+    design = age_design(kept, covariates)
+    raw = YEARS_PER_STRENGTH * age_slope(latents, design)
+    if coverage_ramp is None:
+        mask = torch.ones_like(raw)
+    else:
+        lo, hi = coverage_ramp
+        mask = latent_mask(model, np.clip((aligned.coverage - lo) / (hi - lo), 0, 1))
+    direction = raw * mask
+    halves = [np.arange(len(kept))[i::2] for i in (0, 1)]
+    slopes = [age_slope(latents[h], design[h]) for h in halves]
+    noise = YEARS_PER_STRENGTH * float(((slopes[0] - slopes[1]) * mask).norm()) / 2
+    ages = np.array([f.age for f in kept])
+    count = Counter((_age_bin(f.age, bins), f.gender) for f in kept)
+    info = {
+        "label": EXTRA_ATTRIBUTES[AGE_YEARS],
+        "model_digest": weights_digest(model_dir),
+        "method": "least-squares slope of the standardised latent on age in years, "
+                  "latent ~ a + b*age + " + " + ".join(covariates) + ", on UTKFace adults"
+                  + ("" if coverage_ramp is None else
+                     "; kept only over the part of the image the UTKFace crops cover"),
+        "strength_unit": f"1.0 = +{YEARS_PER_STRENGTH:g} years (the per-year slope x "
+                         f"{YEARS_PER_STRENGTH:g}); -1.0 = {YEARS_PER_STRENGTH:g} years younger",
+        "years_per_strength": YEARS_PER_STRENGTH,
+        "covariates": list(covariates),
+        "source": "UTKFace (Zhang, Song, Qi, CVPR 2017), training split: 9 in 10 files by "
+                  "a hash of the name",
+        "n_selected": len(faces),
+        "n_images": len(kept),
+        "n_skipped": len(faces) - len(kept),
+        "skipped": dict(aligned.skipped),
+        "ages": [int(bins[0][0]), int(bins[-1][1])],
+        "age_bins": [list(b) for b in bins],
+        "age_mean": round(float(ages.mean()), 2),
+        "age_sd": round(float(ages.std()), 2),
+        "n_per_bin": {f"{lo}-{hi}": {"male": count[(i, 0)], "female": count[(i, 1)]}
+                      for i, (lo, hi) in enumerate(bins)},
+        "seed": seed,
+        "coverage_ramp": None if coverage_ramp is None else list(coverage_ramp),
+        "image_covered": round(float((aligned.coverage >= 0.5).mean()), 3),
+        "latent_kept": round(float(mask.mean()), 3),
+        "norm": round(float(direction.norm()), 3),
+        "norm_unmasked": round(float(raw.norm()), 3),
+        "noise_norm_estimate": round(noise, 3),
+    }
+    return direction, info
