@@ -283,8 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", nargs="*", default=[], metavar="ATTR",
                    help="disentangle: hold these attributes fixed (e.g. --age 1 --keep male)")
     _add_weights(p)
-    from .directions import MAIN_ATTRIBUTES, OTHER_ATTRIBUTES
+    from .directions import EXTRA_ATTRIBUTES, MAIN_ATTRIBUTES, OTHER_ATTRIBUTES
 
+    for name, label in EXTRA_ATTRIBUTES.items():
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=float, default=0.0,
+                       metavar="S", help=f"{label}: strength 1.0 = +30 years")
     for name, (_, _, label) in {**MAIN_ATTRIBUTES, **OTHER_ATTRIBUTES}.items():
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=float, default=0.0,
                        metavar="S", help=f"{label} strength (1.0 = CelebA's mean difference)")

@@ -48,7 +48,7 @@ DIRECTIONS_META = "directions.json"
 # into the attribute people ask for (Young -> age, No_Beard -> beard).
 MAIN_ATTRIBUTES: dict[str, tuple[str, int, str]] = {
     "smile": ("Smiling", 1, "Smile"),
-    "age": ("Young", -1, "Age (older)"),
+    "age": ("Young", -1, "Age (CelebA 'Young' label)"),
     "blond_hair": ("Blond_Hair", 1, "Blond hair"),
     "black_hair": ("Black_Hair", 1, "Black hair"),
     "brown_hair": ("Brown_Hair", 1, "Brown hair"),
@@ -94,6 +94,10 @@ OTHER_ATTRIBUTES: dict[str, tuple[str, int, str]] = {
 EXTRA_ATTRIBUTES: dict[str, str] = {
     "age_years": "Age (+30 years, UTKFace)",
 }
+# The headline sliders, in order. The age slider is the UTKFace one: measured against
+# CelebA's `age`, it adds as much age per unit with a third of the gender change and
+# without repainting hair and background (see README); `age` stays among the rest.
+MAIN_ORDER: tuple[str, ...] = tuple(n if n != "age" else "age_years" for n in MAIN_ATTRIBUTES)
 SLIDER_RANGE = (-1.5, 1.5)
 
 
@@ -139,11 +143,11 @@ class Directions:
     def __init__(self, vectors: dict[str, torch.Tensor], meta: dict):
         self.vectors = vectors
         self.meta = meta
-        main = [n for n in MAIN_ATTRIBUTES if n in vectors]
-        rest = sorted(n for n in vectors if n not in MAIN_ATTRIBUTES)
+        main = [n for n in MAIN_ORDER if n in vectors]
+        rest = sorted(n for n in vectors if n not in MAIN_ORDER)
         labels = {**{k: v[2] for k, v in MAIN_ATTRIBUTES.items()},
                   **{k: v[2] for k, v in OTHER_ATTRIBUTES.items()}, **EXTRA_ATTRIBUTES}
-        self.attributes = [Attribute(n, labels.get(n, n), n in MAIN_ATTRIBUTES)
+        self.attributes = [Attribute(n, labels.get(n, n), n in MAIN_ORDER)
                            for n in main + rest]
 
     def direction(self, name: str, disentangle_from: tuple[str, ...] = ()) -> torch.Tensor:

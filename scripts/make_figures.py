@@ -20,8 +20,8 @@ from glow_demo.editor import FaceEditor
 from glow_demo.images import make_grid, pil_to_tensor
 
 FACES = sorted((Path(__file__).resolve().parents[1] / "assets" / "faces").glob("*.[jp][pn]g"))
-EDITS = [("original", {}), ("smile", {"smile": 1.0}), ("older", {"age": 1.0}),
-         ("younger", {"age": -1.0}), ("blond", {"blond_hair": 1.0}),
+EDITS = [("original", {}), ("smile", {"smile": 1.0}), ("older", {"age_years": 1.0}),
+         ("younger", {"age_years": -1.0}), ("blond", {"blond_hair": 1.0}),
          ("black hair", {"black_hair": 1.0}), ("brown hair", {"brown_hair": 1.0}),
          ("gray hair", {"gray_hair": 1.0}), ("glasses", {"glasses": 1.0}),
          ("beard", {"beard": 1.0})]

@@ -26,7 +26,7 @@ from glow_demo.directions import (
     DEFAULT_UTKFACE,
     DIRECTIONS_FILE,
     DIRECTIONS_META,
-    MAIN_ATTRIBUTES,
+    MAIN_ORDER,
     Directions,
     UtkFace,
     align_utkface,
@@ -136,8 +136,9 @@ def test_older_held_out_faces_project_further_along_it(built, model: Glow,
 
 def test_stored_beside_the_celeba_directions(built, weights_copy: Path) -> None:
     vector, info = built
-    before = Directions.load(weights_copy)
-    assert AGE_YEARS not in before.vectors
+    shipped = Directions.load(weights_copy)
+    before = Directions({k: v for k, v in shipped.vectors.items() if k != AGE_YEARS},
+                        {k: v for k, v in shipped.meta.items() if k != AGE_YEARS})
     before.add_direction(AGE_YEARS, vector, info).save(weights_copy)
 
     directions = Directions.load(weights_copy)
@@ -147,8 +148,8 @@ def test_stored_beside_the_celeba_directions(built, weights_copy: Path) -> None:
         assert torch.equal(directions.vectors[name], before.vectors[name])
     by_name = {a.name: a for a in directions.attributes}
     assert by_name[AGE_YEARS].label == "Age (+30 years, UTKFace)"
-    assert not by_name[AGE_YEARS].main
-    assert [a.name for a in directions.attributes if a.main] == list(MAIN_ATTRIBUTES)
+    assert by_name[AGE_YEARS].main and not by_name["age"].main  # the headline age slider
+    assert [a.name for a in directions.attributes if a.main] == list(MAIN_ORDER)
     assert directions.meta[AGE_YEARS]["strength_unit"] == info["strength_unit"]
     assert directions.meta["norms"][AGE_YEARS] == info["norm"]
     assert torch.allclose(directions.vector({AGE_YEARS: -0.5}), -0.5 * vector)
@@ -167,5 +168,7 @@ def test_cli_adds_only_the_utkface_direction(weights_copy: Path, capsys) -> None
     after = Directions.load(weights_copy)
     assert set(after.vectors) == set(before.vectors) | {AGE_YEARS}
     assert after.meta[AGE_YEARS]["n_selected"] == 12
+    for name in set(before.vectors) - {AGE_YEARS}:
+        assert torch.equal(after.vectors[name], before.vectors[name])
     assert after.meta["n_images"] == before.meta["n_images"]  # CelebA part untouched
     assert np.isfinite(after.vectors[AGE_YEARS].numpy()).all()

@@ -21,7 +21,7 @@ from glow_demo.align import align_face  # noqa: E402
 FACES = Path(__file__).resolve().parents[1] / "assets" / "faces"
 ASTRONAUT = FACES / "astronaut.png"
 HOPPER = FACES / "grace_hopper.jpg"
-MAIN = ["smile", "age", "blond_hair", "black_hair", "brown_hair", "gray_hair", "bald",
+MAIN = ["smile", "age_years", "blond_hair", "black_hair", "brown_hair", "gray_hair", "bald",
         "bangs", "glasses", "beard", "male", "makeup"]
 
 
