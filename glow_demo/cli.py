@@ -94,7 +94,8 @@ def cmd_bpd(args: argparse.Namespace) -> None:
             # Square images are taken as crops already; CelebA-shaped ones get its crop.
             face = im.convert("RGB").resize((res, res), Image.LANCZOS) if w == h \
                 else celeba_crop(im, res)
-        bpd = float(model.bits_per_dim(pil_to_tensor(face)[None])[0])
+        with torch.no_grad():
+            bpd = float(model.bits_per_dim(pil_to_tensor(face)[None])[0])
         values.append(bpd)
         if args.verbose:
             print(f"{path}: {bpd:.4f}")
