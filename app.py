@@ -56,11 +56,11 @@ from PIL import Image  # noqa: E402
 
 from glow_demo.align import PhotoError, load_photo  # noqa: E402
 from glow_demo.editor import FaceEditor  # noqa: E402
+from glow_demo.images import IMAGE_SUFFIXES  # noqa: E402
 from glow_demo.model import WeightsError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 FACES_DIR = ROOT / "assets" / "faces"
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 MAX_FILE_SIZE = "25mb"
 MODEL_WORKERS = 2  # 2-core CPU: at most two model calls at a time, across all sessions
 QUEUE_SIZE = 64

@@ -8,9 +8,8 @@ from pathlib import Path
 
 from .data import DEFAULT_CELEBA
 from .directions import DEFAULT_UTKFACE
+from .images import IMAGE_SUFFIXES
 from .model import DEFAULT_WEIGHTS, GlowConfig
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 
 
 def _add_model_config(p: argparse.ArgumentParser) -> None:

@@ -8,6 +8,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+# File suffixes read as photos wherever a folder of images is listed (CLI, app examples).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
+
 
 def tensor_to_pil(image: torch.Tensor) -> Image.Image:
     """(3, H, W) float in [0, 1] -> 8-bit RGB PIL image."""
