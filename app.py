@@ -54,7 +54,7 @@ import gradio as gr  # noqa: E402
 from gradio.utils import get_upload_folder  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from glow_demo.align import PhotoError, load_photo  # noqa: E402
+from glow_demo.align import PhotoError  # noqa: E402
 from glow_demo.editor import FaceEditor  # noqa: E402
 from glow_demo.images import IMAGE_SUFFIXES  # noqa: E402
 from glow_demo.model import WeightsError  # noqa: E402
@@ -205,7 +205,7 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
         hide = gr.File(value=None, visible=False)  # a saved PNG of the previous photo
         if face is None:
             return None, None, hide, status
-        before = load_photo(photo)  # the upright RGB photo the editor pastes into
+        before = Image.fromarray(face.photo)  # the upright RGB photo the editor pastes into
         return (face, before), upscale(face.model_input), hide, status
 
     def on_edit(session, *values):
