@@ -120,8 +120,16 @@ def ms(seconds: float) -> str:
 def describe(face) -> str:
     found = ("1 face found" if face.n_faces == 1
              else f"{face.n_faces} faces found, editing the largest")
-    return (f"**{found}.** Typicality: **{face.bits_per_dim:.2f} bits/dim** "
+    text = (f"**{found}.** Typicality: **{face.bits_per_dim:.2f} bits/dim** "
             "(how typical this face is for the model; lower = more typical)")
+    if face.smoothing:
+        text += (f". An unusual face for the model: edits are computed from a copy smoothed "
+                 f"by {face.smoothing:g} px so that they stay faces; your photo keeps its detail")
+    return text
+
+
+def edit_status(result) -> str:
+    return f"decode {ms(result.seconds)}" + (f" — ⚠️ {result.message}" if result.message else "")
 
 
 def build_demo(editor: FaceEditor) -> gr.Blocks:
@@ -213,7 +221,7 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
             return None, None, ""
         face, before = session
         result = editor.edit(face, strengths_from(values))
-        return (before, result.photo), upscale(result.model_view), f"decode {ms(result.seconds)}"
+        return (before, result.photo), upscale(result.model_view), edit_status(result)
 
     def on_save(session, *values):
         if session is None:
@@ -229,7 +237,7 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
         if face_a is None or face_b is None:
             return None, ""
         result = editor.interpolate(face_a, face_b, float(t))
-        return result.photo, f"decode {ms(result.seconds)}"
+        return result.photo, edit_status(result)
 
     def on_export(face_a, face_b, steps, fmt):
         if face_a is None or face_b is None:

@@ -8,6 +8,20 @@ keeps the photo's own pixels, and with every strength at 0 the change is exactly
 zero, so the output is the input photo, byte for byte. Because a flow inverts
 exactly, decode(encode(face)) is the face itself: edits keep the person's identity.
 
+Stable edits. An affine flow's inverse explodes once a latent leaves the region the
+model was trained on: a face unlike CelebA's (an elderly admiral in a peaked cap, say)
+decodes exactly, but a step along a direction from it decodes to noise. The fine,
+high-frequency part of such a photo is what is far from the training faces; a slightly
+smoothed copy of the same face is ordinary to the model and edits stably. How far a
+face can be edited stably follows the largest activation its own decode reaches (its
+*peak*). So the edit *base* is the face's exact encoding if its peak is ordinary
+(below ``BASE_PEAK``), otherwise the encoding of the face smoothed by the least Gaussian
+blur (``SMOOTHING``, in 64 px pixels) that brings the peak below it.
+The change is taken between two decodes of that base, so it is still zero at zero
+strength and is still added to the photo's own pixels; only what the change is computed
+from is smoothed. If an edit still explodes (several sliders at once, say), it is scaled
+back to the largest fraction that decodes stably, and ``EditResult.applied`` says so.
+
 ``FaceEditor`` is what the CLI and the Gradio app use. It is shared between
 threads: inference has no mutable state, and the encoding cache has a lock.
 """
@@ -24,14 +38,23 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from .align import AlignedFace, align_face, load_photo, paste_back
 from .directions import Attribute, Directions
 from .images import pil_to_tensor, tensor_to_pil
-from .model import DEFAULT_WEIGHTS, Glow
+from .model import DEFAULT_WEIGHTS, STABLE_PEAK, Glow
 
 CACHE_SIZE = 32
+# Gaussian blur radii (64 px pixels) tried, in order, for a face's edit base: the first
+# whose decode peaks below BASE_PEAK is used. How far edits from a face stay stable
+# follows its own peak: over 64 CelebA validation faces, those peaking at 3.7-5.9 decoded
+# every headline slider at +-1.5 stably, bar one end of one face; 2 of the 12 above 5.9
+# had exploding ends; ~2 % of CelebA faces peak above 8. Grace Hopper's portrait peaks at
+# 12.9 (explodes for 22 of 24 ends), 10.0 smoothed by 0.5 px, 7.1 by 0.75 px (stable).
+SMOOTHING: tuple[float, ...] = (0.0, 0.5, 0.75, 1.0, 1.5, 2.0)
+BASE_PEAK = 8.0
+BACKOFF_STEPS = 5  # bisection steps when an edit must be scaled back to decode stably
 
 
 @dataclass
@@ -41,10 +64,12 @@ class Face:
     photo: np.ndarray  # (H, W, 3) uint8, the whole photo
     aligned: AlignedFace
     model_input: Image.Image  # the 64 x 64 face the model sees
-    latent: torch.Tensor  # (D,) standardised latent
-    decoded: torch.Tensor  # (3, 64, 64) decode(latent): the base the edit's change is taken from
-    bits_per_dim: float
-    seconds: float  # time to align + encode
+    latent: torch.Tensor  # (D,) its standardised latent: decode(latent) is model_input
+    bits_per_dim: float  # of model_input: how typical a face it is for the model
+    base: torch.Tensor  # (D,) the latent edits start from (see the module docstring)
+    base_decoded: torch.Tensor  # (3, 64, 64) decode(base): what an edit's change is taken from
+    smoothing: float  # blur radius base was encoded with; 0 = base is latent itself
+    seconds: float  # time to align + encode + probe
 
     @property
     def n_faces(self) -> int:
@@ -61,6 +86,17 @@ class EditResult:
     crop: Image.Image  # the aligned crop at full resolution, edited
     model_view: Image.Image  # the model's 64 x 64 output
     seconds: float = field(default=0.0)  # decode + paste back
+    applied: float = 1.0  # fraction of the edit applied: < 1 when it had to be scaled back
+
+    @property
+    def message(self) -> str:
+        """What to tell the person when the edit could not be applied in full."""
+        if self.applied >= 1.0:
+            return ""
+        if self.applied == 0.0:
+            return "this face is too unusual for the model to make this edit and stay a face"
+        return (f"this face is unusual for the model: the edit was scaled back to "
+                f"{self.applied:.0%} of its strength to stay a face")
 
 
 def _upsample(image_chw: torch.Tensor, size: int) -> np.ndarray:
@@ -70,11 +106,12 @@ def _upsample(image_chw: torch.Tensor, size: int) -> np.ndarray:
 
 
 def _detail(face: Face, size: int) -> np.ndarray:
-    """High-frequency detail of a face's crop that the 64 px model cannot hold."""
+    """What a face's crop holds beyond its decoded base: fine detail the 64 px model
+    cannot hold (and, for a smoothed base, what the smoothing took away)."""
     crop = face.aligned.crop.astype(np.float32)
     if crop.shape[0] != size:
         crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
-    return crop - _upsample(pil_to_tensor(face.model_input), size)
+    return crop - _upsample(face.base_decoded, size)
 
 
 class FaceEditor:
@@ -117,13 +154,16 @@ class FaceEditor:
         model_input = aligned.model_input(self.resolution)
         x = pil_to_tensor(model_input)[None].to(self._device())
         latent, bpd = self.model.encode_with_bpd(x)
+        base, base_decoded, smoothing = self._stable_base(model_input, latent[0])
         face = Face(
             photo=array,
             aligned=aligned,
             model_input=model_input,
             latent=latent[0],
-            decoded=self.model.decode(latent)[0],
             bits_per_dim=float(bpd[0]),
+            base=base,
+            base_decoded=base_decoded,
+            smoothing=smoothing,
             seconds=time.perf_counter() - start,
         )
         with self._lock:
@@ -132,35 +172,69 @@ class FaceEditor:
                 self._cache.popitem(last=False)
         return face
 
-    # ----- edit -> decode -> paste back ---------------------------------------------
-    def edited_latent(self, face: Face, strengths: dict[str, float],
-                      disentangle: dict[str, tuple[str, ...]] | None = None) -> torch.Tensor:
-        offset = self.directions.vector(strengths, disentangle).to(face.latent.device)
-        return face.latent + offset
+    def _stable_base(self, model_input: Image.Image, latent: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """(base, decode(base), blur radius): the least-smoothed encoding of the face
+        whose own decode peaks below BASE_PEAK (the lowest peak if none does)."""
+        best = None
+        for radius in SMOOTHING:
+            if radius:
+                blurred = model_input.filter(ImageFilter.GaussianBlur(radius))
+                base = self.model.encode(pil_to_tensor(blurred)[None].to(latent.device))[0]
+            else:
+                base = latent
+            decoded, peak = self.model.decode_with_peak(base[None])
+            if best is None or peak[0] < best[0]:
+                best = (float(peak[0]), base, decoded[0], radius)
+            if peak[0] < BASE_PEAK:
+                break
+        _, base, decoded, radius = best
+        return base, decoded, radius
 
+    # ----- edit -> decode -> paste back ---------------------------------------------
     def edit(self, face: Face, strengths: dict[str, float],
              disentangle: dict[str, tuple[str, ...]] | None = None) -> EditResult:
         """Apply attribute strengths (0 = unchanged); only decodes, the encoding is cached."""
         start = time.perf_counter()
-        latent = self.edited_latent(face, strengths, disentangle)
-        return self._render(face, latent, extra=None, start=start)
+        offset = self.directions.vector(strengths, disentangle).to(face.base.device)
+        return self._render(face, offset, extra=None, start=start)
 
     def interpolate(self, a: Face, b: Face, t: float) -> EditResult:
         """Face a moved a fraction t of the way to face b, in a's photo."""
         start = time.perf_counter()
-        latent = torch.lerp(a.latent, b.latent, float(t))
+        offset = float(t) * (b.base - a.base)
         extra = None
         if t:
             size = a.crop_size
             extra = float(t) * (_detail(b, size) - _detail(a, size))
-        return self._render(a, latent, extra=extra, start=start)
+        return self._render(a, offset, extra=extra, start=start)
 
-    def _render(self, face: Face, latent: torch.Tensor, extra: np.ndarray | None,
+    def _decode_stably(self, face: Face, offset: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """decode(base + k * offset) for the largest k in (0, 1] that decodes stably."""
+        base = face.base
+        if not offset.any():
+            return face.base_decoded, 1.0
+        decoded, peak = self.model.decode_with_peak((base + offset)[None])
+        if peak[0] < STABLE_PEAK:
+            return decoded[0], 1.0
+        low, low_image, high = 0.0, None, 1.0
+        for _ in range(BACKOFF_STEPS):
+            k = (low + high) / 2
+            decoded, peak = self.model.decode_with_peak((base + k * offset)[None])
+            if peak[0] < STABLE_PEAK:
+                low, low_image = k, decoded[0]
+            else:
+                high = k
+        if low_image is None:  # even a small step explodes: leave the face as it is
+            low_image = face.base_decoded
+        return low_image, low
+
+    def _render(self, face: Face, offset: torch.Tensor, extra: np.ndarray | None,
                 start: float) -> EditResult:
-        decoded = self.model.decode(latent[None])[0]
-        delta = _upsample(decoded - face.decoded, face.crop_size)
+        decoded, applied = self._decode_stably(face, offset)
+        delta = _upsample(decoded - face.base_decoded, face.crop_size)
         if extra is not None:
-            delta = delta + extra
+            delta = delta + applied * extra
         crop = np.clip(face.aligned.crop.astype(np.float32) + delta, 0, 255)
         photo = paste_back(face.photo, face.aligned, delta)
         return EditResult(
@@ -168,6 +242,7 @@ class FaceEditor:
             crop=Image.fromarray(crop.round().astype(np.uint8)),
             model_view=tensor_to_pil(decoded),
             seconds=time.perf_counter() - start,
+            applied=applied,
         )
 
     # ----- mixing and sampling ------------------------------------------------------
@@ -181,7 +256,7 @@ class FaceEditor:
             raise ValueError("a morph needs at least 2 steps")
         detail_a, detail_b = _detail(a, size), _detail(b, size)
         ts = torch.linspace(0, 1, steps)
-        latents = torch.stack([torch.lerp(a.latent, b.latent, float(t)) for t in ts])
+        latents = torch.stack([torch.lerp(a.base, b.base, float(t)) for t in ts])
         decoded = self.model.decode(latents)
         frames = []
         for t, image in zip(ts.tolist(), decoded, strict=True):

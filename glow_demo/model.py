@@ -32,6 +32,10 @@ CONFIG_FILE = "glow.json"
 # shipped model stay within +-11 on all 1,000 validation faces, so clamping each inverse
 # step to +-32 never touches a real face's exact inverse but contains the explosion.
 INVERSE_BOUND = 32.0
+# A decode whose largest inverse activation stays below this is called stable: real and
+# edited faces the model knows peak at 4-14 (see README), exploding ones run past 16
+# within a step or two and then on to 1e10 and more.
+STABLE_PEAK = 16.0
 
 
 class WeightsError(RuntimeError):
@@ -216,7 +220,7 @@ class FlowStep(nn.Module):
     def inverse(self, y: Tensor) -> Tensor:
         for layer in reversed(self.layers):
             y = layer.inverse(y)
-        return y.clamp(-INVERSE_BOUND, INVERSE_BOUND)
+        return y
 
 
 def squeeze(x: Tensor) -> Tensor:
@@ -273,13 +277,23 @@ class Level(nn.Module):
         log_p = (-0.5 * LOG_2PI - log_sd - 0.5 * eps**2).flatten(1).sum(1)
         return kept, eps, log_det, log_p
 
-    def inverse(self, kept: Tensor | None, eps: Tensor) -> Tensor:
+    def inverse(self, kept: Tensor | None, eps: Tensor) -> tuple[Tensor, Tensor]:
+        """Returns (x, peak): peak is each image's largest |activation| over the steps.
+
+        Each step's output is clamped to +-INVERSE_BOUND, which a face the model knows
+        never reaches, so an exploding inverse yields a bounded (if garbled) image, and
+        the peak (NaN included) tells the caller it happened.
+        """
         mean, log_sd = self._prior(kept)
         z = mean + torch.exp(log_sd) * eps
         x = torch.cat([kept, z.to(kept.dtype)], 1) if self.split else z
+        peak = torch.zeros(x.shape[0], device=x.device)
         for step in reversed(self.steps):
             x = step.inverse(x)
-        return unsqueeze(x)
+            peak = torch.fmax(peak, x.detach().abs().flatten(1).amax(1).float())
+            peak = torch.where(torch.isnan(x).flatten(1).any(1), torch.inf, peak)
+            x = x.clamp(-INVERSE_BOUND, INVERSE_BOUND).nan_to_num(0.0)
+        return unsqueeze(x), peak
 
 
 class Glow(nn.Module):
@@ -326,11 +340,13 @@ class Glow(nn.Module):
             log_density = log_density + log_det + log_p
         return eps_list, log_density
 
-    def inverse(self, eps_list: list[Tensor]) -> Tensor:
-        x = None
+    def inverse(self, eps_list: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """eps per level -> (model-space images, each image's peak inverse activation)."""
+        x, peak = None, None
         for level, eps in zip(reversed(self.levels), reversed(eps_list), strict=True):
-            x = level.inverse(x, eps)
-        return x
+            x, level_peak = level.inverse(x, eps)
+            peak = level_peak if peak is None else torch.fmax(peak, level_peak)
+        return x, peak
 
     def bits_per_dim(self, images: Tensor, noise: bool = False) -> Tensor:
         """Per-image bits per dimension of discrete n_bits images (the training loss)."""
@@ -377,7 +393,17 @@ class Glow(nn.Module):
     @torch.no_grad()
     def decode(self, latents: Tensor) -> Tensor:
         """Standardised latents (B, D) -> [0, 1] images; the exact inverse of encode."""
-        return self.postprocess(self.inverse(self.unflatten(latents.float())))
+        return self.decode_with_peak(latents)[0]
+
+    @torch.no_grad()
+    def decode_with_peak(self, latents: Tensor) -> tuple[Tensor, Tensor]:
+        """Images and each one's peak inverse activation: below STABLE_PEAK it is a face.
+
+        Above it, the affine flow's inverse has exploded (the latent left the region the
+        model was trained on) and the image is noise; inf means it reached NaN.
+        """
+        x, peak = self.inverse(self.unflatten(latents.float()))
+        return self.postprocess(x), peak
 
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 0.7, seed: int | None = None) -> Tensor:
