@@ -160,7 +160,8 @@ def cmd_edit(args: argparse.Namespace) -> None:
         suffix = path.suffix if path.suffix.lower() in (".png", ".jpg", ".jpeg") else ".png"
         target = out / (path.stem + suffix)
         image.save(target, quality=95) if suffix != ".png" else image.save(target)
-        print(f"{path} -> {target}")
+        note = f" ({result.message})" if result.message else ""
+        print(f"{path} -> {target}{note}")
     if failures:
         raise SystemExit(1)
 

@@ -94,9 +94,9 @@ class EditResult:
         if self.applied >= 1.0:
             return ""
         if self.applied == 0.0:
-            return "this face is too unusual for the model to make this edit and stay a face"
-        return (f"this face is unusual for the model: the edit was scaled back to "
-                f"{self.applied:.0%} of its strength to stay a face")
+            return "the model cannot make this edit to this face and keep it a face"
+        return (f"the edit went further than the model can take this face: scaled back "
+                f"to {self.applied:.0%} of its strength to stay a face")
 
 
 def _upsample(image_chw: torch.Tensor, size: int) -> np.ndarray:

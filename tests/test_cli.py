@@ -63,6 +63,13 @@ def test_align_edit_and_crop_keep_input_names(tmp_path: Path) -> None:
         assert im.width == im.height and im.width >= 64
 
 
+def test_edit_says_when_it_scaled_an_edit_back(tmp_path: Path) -> None:
+    out = run("edit", str(FACES / "astronaut.png"), "-o", str(tmp_path), "--glasses", "6").stdout
+    assert re.search(r"astronaut\.png -> .*scaled back to \d+% of its strength", out), out
+    out = run("edit", str(FACES / "astronaut.png"), "-o", str(tmp_path), "--glasses", "1").stdout
+    assert "scaled back" not in out, out
+
+
 def test_edit_reports_bad_photos_and_carries_on(tmp_path: Path) -> None:
     text = tmp_path / "notes.png"
     text.write_text("this is not an image")
