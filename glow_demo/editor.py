@@ -209,15 +209,26 @@ class FaceEditor:
             extra = float(t) * (_detail(b, size) - _detail(a, size))
         return self._render(a, offset, extra=extra, start=start)
 
-    def _decode_stably(self, face: Face, offset: torch.Tensor) -> tuple[torch.Tensor, float]:
-        """decode(base + k * offset) for the largest k in (0, 1] that decodes stably."""
-        base = face.base
+    def edit_latent(self, latent: torch.Tensor, strengths: dict[str, float],
+                    disentangle: dict[str, tuple[str, ...]] | None = None
+                    ) -> tuple[torch.Tensor, float]:
+        """Edit a face that has no photo (a sample's latent): the decoded (3, 64, 64)
+        image and the fraction of the edit applied."""
+        offset = self.directions.vector(strengths, disentangle).to(latent.device)
+        return self._decode_stably(latent, offset, unchanged=None)
+
+    def _decode_stably(self, base: torch.Tensor, offset: torch.Tensor,
+                       unchanged: torch.Tensor | None) -> tuple[torch.Tensor, float]:
+        """decode(base + k * offset) for the largest k in (0, 1] that decodes stably.
+
+        ``unchanged`` is decode(base) when the caller has it (a prepared face does).
+        """
         if not offset.any():
-            return face.base_decoded, 1.0
+            return (self.model.decode(base[None])[0] if unchanged is None else unchanged), 1.0
         decoded, peak = self.model.decode_with_peak((base + offset)[None])
         if peak[0] < STABLE_PEAK:
             return decoded[0], 1.0
-        low, low_image, high = 0.0, None, 1.0
+        low, low_image, high = 0.0, unchanged, 1.0
         for _ in range(BACKOFF_STEPS):
             k = (low + high) / 2
             decoded, peak = self.model.decode_with_peak((base + k * offset)[None])
@@ -225,13 +236,13 @@ class FaceEditor:
                 low, low_image = k, decoded[0]
             else:
                 high = k
-        if low_image is None:  # even a small step explodes: leave the face as it is
-            low_image = face.base_decoded
+        if low_image is None:  # even a small step explodes: the face is left as it is
+            low_image = self.model.decode(base[None])[0]
         return low_image, low
 
     def _render(self, face: Face, offset: torch.Tensor, extra: np.ndarray | None,
                 start: float) -> EditResult:
-        decoded, applied = self._decode_stably(face, offset)
+        decoded, applied = self._decode_stably(face.base, offset, face.base_decoded)
         delta = _upsample(decoded - face.base_decoded, face.crop_size)
         if extra is not None:
             delta = delta + applied * extra

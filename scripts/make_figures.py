@@ -27,8 +27,8 @@ EDITS = [("original", {}), ("smile", {"smile": 1.0}), ("older", {"age_years": 1.
          ("beard", {"beard": 1.0})]
 
 
-def edit_grid(editor: FaceEditor, size: int = 128, n_samples: int = 3,
-              temperature: float = 0.6, seed: int = 1) -> Image.Image:
+def edit_grid(editor: FaceEditor, size: int = 128, n_samples: int = 2,
+              temperature: float = 0.5, seed: int = 1) -> Image.Image:
     cells = []
     for path in FACES:
         face = editor.prepare(path)
@@ -38,8 +38,8 @@ def edit_grid(editor: FaceEditor, size: int = 128, n_samples: int = 3,
     gen = torch.Generator().manual_seed(seed)
     latents = torch.randn(n_samples, editor.model.latent_dim, generator=gen) * temperature
     for z in latents:
-        edited = torch.stack([z + editor.directions.vector(s) for _, s in EDITS])
-        for image in editor.model.decode(edited):
+        for _, strengths in EDITS:
+            image, _ = editor.edit_latent(z, strengths)
             cells.append(torch.nn.functional.interpolate(image[None], size=size,
                                                          mode="bicubic")[0].clamp(0, 1))
     grid = make_grid(torch.stack(cells), nrow=len(EDITS))

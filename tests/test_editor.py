@@ -100,6 +100,16 @@ def test_an_edit_too_far_is_scaled_back_to_a_face(editor: FaceEditor, astronaut)
     assert editor.edit(astronaut, {"glasses": 1.0}).message == ""
 
 
+def test_a_sample_without_a_photo_is_edited_with_the_same_guard(editor: FaceEditor) -> None:
+    z = torch.randn(editor.model.latent_dim, generator=torch.Generator().manual_seed(0)) * 0.5
+    plain, applied = editor.edit_latent(z, {})
+    assert applied == 1.0 and torch.equal(plain, editor.model.decode(z[None])[0])
+    smiling, applied = editor.edit_latent(z, {"smile": 1.0})
+    assert applied == 1.0 and (smiling - plain).abs().mean() > 0.01
+    _, applied = editor.edit_latent(z, {"glasses": 8.0})
+    assert applied < 1.0
+
+
 def test_smile_changes_the_mouth_far_more_than_the_eyes(editor: FaceEditor, astronaut) -> None:
     before = astronaut.photo
     after = np.asarray(editor.edit(astronaut, {"smile": 1.0}).photo)
