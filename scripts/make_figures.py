@@ -20,14 +20,14 @@ from glow_demo.editor import FaceEditor
 from glow_demo.images import make_grid, pil_to_tensor
 
 FACES = sorted((Path(__file__).resolve().parents[1] / "assets" / "faces").glob("*.[jp][pn]g"))
-EDITS = [("original", {}), ("smile", {"smile": 1.0}), ("older", {"age_years": 1.0}),
-         ("younger", {"age_years": -1.0}), ("blond", {"blond_hair": 1.0}),
+EDITS = [("original", {}), ("smile", {"smile": 1.0}), ("older +45 y", {"age_years": 1.5}),
+         ("younger -45 y", {"age_years": -1.5}), ("blond", {"blond_hair": 1.0}),
          ("black hair", {"black_hair": 1.0}), ("brown hair", {"brown_hair": 1.0}),
          ("gray hair", {"gray_hair": 1.0}), ("glasses", {"glasses": 1.0}),
          ("beard", {"beard": 1.0})]
 
 
-def edit_grid(editor: FaceEditor, size: int = 128, n_samples: int = 2,
+def edit_grid(editor: FaceEditor, size: int = 160, n_samples: int = 2,
               temperature: float = 0.5, seed: int = 1) -> Image.Image:
     cells = []
     for path in FACES:
