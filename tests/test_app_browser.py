@@ -19,6 +19,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 ASTRONAUT = ROOT / "assets" / "faces" / "astronaut.png"
+HOPPER = ROOT / "assets" / "faces" / "grace_hopper.jpg"
 SCREENSHOT = ROOT / "assets" / "screenshot.png"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -121,6 +122,24 @@ def test_upload_then_smile_slider_changes_the_picture(page, tmp_path: Path) -> N
                            " return i[0].getAttribute('src') === i[1].getAttribute('src'); }")
     assert page.locator("#slider-smile input[type=number]").input_value() == "0"
     assert page.external_requests == []
+
+
+def test_an_unusual_face_is_edited_stably_and_says_so(page) -> None:
+    """Grace Hopper's portrait is edited from a smoothed copy (the page says so); glasses
+    at +1.5 from it would explode, so the edit is scaled back and the page says by how
+    much (measured: 84 %)."""
+    page.locator("#photo input[type=file]").set_input_files(str(HOPPER))
+    page.locator("#aligned img").wait_for(state="visible")
+    page.wait_for_function("document.querySelectorAll('#result img').length >= 2")
+    assert "smoothed by 0.75 px" in page.locator("#face-status").inner_text()
+    before = result_src(page)
+    page.locator("#slider-glasses input[type=number]").fill("1.5")
+    page.wait_for_function("src => document.querySelectorAll('#result img')[1]"
+                           ".getAttribute('src') !== src", arg=before)
+    latency = page.locator("#latency")
+    latency.filter(has_text="scaled back").wait_for(timeout=10_000)
+    assert re.search(r"decode \d+ ms — .*scaled back to \d+% of its strength",
+                     latency.inner_text()), latency.inner_text()
 
 
 def test_rapid_key_presses_do_not_queue_a_decode_each(page) -> None:
