@@ -290,10 +290,10 @@ class Level(nn.Module):
         peak = torch.zeros(x.shape[0], device=x.device)
         for step in reversed(self.steps):
             x = step.inverse(x)
-            peak = torch.fmax(peak, x.detach().abs().flatten(1).amax(1).float())
-            peak = torch.where(torch.isnan(x).flatten(1).any(1), torch.inf, peak)
+            low, high = torch.aminmax(x.detach().flatten(1), dim=1)
+            peak = torch.maximum(peak, torch.maximum(-low, high).float())  # NaN stays NaN
             x = x.clamp(-INVERSE_BOUND, INVERSE_BOUND).nan_to_num(0.0)
-        return unsqueeze(x), peak
+        return unsqueeze(x), peak.nan_to_num(torch.inf)
 
 
 class Glow(nn.Module):
@@ -345,7 +345,7 @@ class Glow(nn.Module):
         x, peak = None, None
         for level, eps in zip(reversed(self.levels), reversed(eps_list), strict=True):
             x, level_peak = level.inverse(x, eps)
-            peak = level_peak if peak is None else torch.fmax(peak, level_peak)
+            peak = level_peak if peak is None else torch.maximum(peak, level_peak)
         return x, peak
 
     def bits_per_dim(self, images: Tensor, noise: bool = False) -> Tensor:

@@ -94,6 +94,28 @@ def test_tiny_glow_encode_decode_exact_on_random_inputs() -> None:
     assert err < 1e-4, err
 
 
+def test_decode_peak_is_the_largest_inverse_activation_and_flags_nan() -> None:
+    model = Glow(TINY)
+    _randomise(model, 0.05)
+    model.eval()
+    z = torch.randn(3, TINY.n_dims) * 0.5
+    z[2, 0] = float("nan")
+    images, peak = model.decode_with_peak(z)
+    # the peak of a finite latent is the largest |activation| any inverse step produced
+    seen, x = [], None
+    for level, eps in zip(reversed(model.levels), reversed(model.unflatten(z[:2])), strict=True):
+        mean, log_sd = level._prior(x)
+        h = mean + torch.exp(log_sd) * eps
+        h = torch.cat([x, h], 1) if level.split else h
+        for step in reversed(level.steps):
+            h = step.inverse(h)
+            seen.append(h.abs().flatten(1).amax(1))
+        x = unsqueeze(h)
+    assert torch.allclose(peak[:2], torch.stack(seen).amax(0))
+    assert peak[2] == float("inf")  # NaN anywhere: unstable, and the image stays finite
+    assert torch.isfinite(images).all() and images.min() >= 0 and images.max() <= 1
+
+
 def test_preprocess_is_deterministic_and_uses_bin_centres() -> None:
     model = Glow(TINY)
     x = torch.rand(2, 3, 8, 8)
