@@ -4,7 +4,9 @@ The whole model lives in this file. Every layer has the same interface:
 ``forward(x) -> (y, log_det)`` with ``log_det`` of shape ``(batch,)``, and
 ``inverse(y) -> x``. Log-determinants are always accumulated in float32 (or the
 input's dtype if that is wider), because a flow's likelihood is a sum of many
-small terms and half precision loses them.
+small terms and half precision loses them. A ``Level``'s and the whole flow's
+inverse also return each image's *peak* activation: affine-coupling inverses explode
+off the data manifold, and the peak is how a caller knows a decode is still a face.
 
 Images enter as floats in [0, 1] (an 8-bit image divided by 255). The model
 works on ``n_bits`` images (5-bit by default, as Glow's CelebA-HQ model), mapped
