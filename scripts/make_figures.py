@@ -20,11 +20,12 @@ from glow_demo.editor import FaceEditor
 from glow_demo.images import make_grid, pil_to_tensor
 
 FACES = sorted((Path(__file__).resolve().parents[1] / "assets" / "faces").glob("*.[jp][pn]g"))
-EDITS = [("original", {}), ("smile", {"smile": 1.0}), ("older +45 y", {"age_years": 1.5}),
-         ("younger -45 y", {"age_years": -1.5}), ("blond", {"blond_hair": 1.0}),
-         ("black hair", {"black_hair": 1.0}), ("brown hair", {"brown_hair": 1.0}),
-         ("gray hair", {"gray_hair": 1.0}), ("glasses", {"glasses": 1.0}),
-         ("beard", {"beard": 1.0})]
+# every edit at the end of its slider (1.5), so that it reads at thumbnail size
+EDITS = [("original", {}), ("smile", {"smile": 1.5}), ("older +45 y", {"age_years": 1.5}),
+         ("younger -45 y", {"age_years": -1.5}), ("blond", {"blond_hair": 1.5}),
+         ("black hair", {"black_hair": 1.5}), ("brown hair", {"brown_hair": 1.5}),
+         ("gray hair", {"gray_hair": 1.5}), ("glasses", {"glasses": 1.5}),
+         ("beard", {"beard": 1.5})]
 
 
 def edit_grid(editor: FaceEditor, size: int = 160, n_samples: int = 2,
