@@ -73,6 +73,7 @@ SESSION_TTL_S = 3 * 3600  # a session's prepared faces are dropped after this lo
 CSS = """
 .latency p { font-size: var(--text-xs); color: var(--body-text-color-subdued);
              text-align: right; margin: 0; }
+.latency p strong { font-size: var(--text-md); color: var(--body-text-color); }
 .face-status p { font-size: var(--text-sm); margin: 0.2em 0; }
 """
 
@@ -129,7 +130,8 @@ def describe(face) -> str:
 
 
 def edit_status(result) -> str:
-    return f"decode {ms(result.seconds)}" + (f" — ⚠️ {result.message}" if result.message else "")
+    warning = f" — **⚠️ {result.message}**" if result.message else ""
+    return f"decode {ms(result.seconds)}{warning}"
 
 
 def build_demo(editor: FaceEditor) -> gr.Blocks:
