@@ -69,8 +69,9 @@ def run_bench(weights: str | Path, repeats: int = 30, photo: str | None = None,
         name = editor.attributes[0].name
         edit = _time(lambda: editor.edit(face, {name: 1.0}), repeats)
         height, width = face.photo.shape[:2]
-        print(f"prepare {photo} (load + align + encode, {width}x{height}): "
-              f"{face.seconds * 1000:.0f} ms")
+        smoothed = f", edit base smoothed {face.smoothing:g} px" if face.smoothing else ""
+        print(f"prepare {photo} (load + align + encode + edit base, {width}x{height}"
+              f"{smoothed}): {face.seconds * 1000:.0f} ms")
         print(f"edit (decode + paste back, one slider move): {_percentiles(edit)}")
         figures["edit_p50_ms"] = statistics.median(edit) * 1000
         # Memory must stay flat over a long editing session (the app shares one editor).
