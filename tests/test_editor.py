@@ -171,10 +171,10 @@ def test_interpolation_ends(editor: FaceEditor, astronaut, hopper) -> None:
     target = hopper.base_decoded.permute(1, 2, 0).numpy() * 255
     got = np.asarray(end.model_view).astype(np.float32)
     assert np.abs(got - target).mean() < 1  # b's base decodes to b's (smoothed) face
-    # ... and the crop carries b's own detail on top: it is b's aligned face, recoloured
-    # and resized into a's crop, not a blur of it
+    # ... and with b's own detail on top, the crop is b's aligned face itself, resized to
+    # a's crop (measured: identical), not a blur of it
     crop_b = cv2.resize(hopper.aligned.crop, end.crop.size, interpolation=cv2.INTER_AREA)
-    assert np.abs(np.asarray(end.crop, np.float32) - crop_b).mean() < 8
+    assert np.abs(np.asarray(end.crop, np.float32) - crop_b).max() <= 1
 
 
 def test_morph_frames_and_animation_files(editor: FaceEditor, astronaut, hopper,
