@@ -19,11 +19,14 @@ def _add_model_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=d.steps, help="flow steps per level")
     p.add_argument("--width", type=int, default=d.width, help="coupling network width")
     p.add_argument("--n-bits", type=int, default=d.n_bits)
+    p.add_argument("--scale-floor", type=float, default=d.scale_floor,
+                   help="lower bound of the coupling scale (0 = Glow's; e.g. 0.2 bounds "
+                        "how fast decodes can explode off the data manifold)")
 
 
 def _model_config(args: argparse.Namespace) -> GlowConfig:
     return GlowConfig(resolution=args.resolution, levels=args.levels, steps=args.steps,
-                      width=args.width, n_bits=args.n_bits)
+                      width=args.width, n_bits=args.n_bits, scale_floor=args.scale_floor)
 
 
 def cmd_pack(args: argparse.Namespace) -> None:

@@ -54,6 +54,10 @@ class GlowConfig:
     steps: int = 8
     width: int = 256
     n_bits: int = 5
+    # Lower bound of the coupling scale. 0 is Glow's sigmoid scale (the shipped model);
+    # a floor f bounds each coupling inverse's gain by 1/f, meant to make a newly trained
+    # model explode less off the data manifold (not yet trained at scale: see README).
+    scale_floor: float = 0.0
 
     @property
     def n_bins(self) -> int:
@@ -164,10 +168,15 @@ class AffineCoupling(nn.Module):
     """Affine coupling: the second half of the channels is scaled and shifted by
     a function of the first half. ``scale = sigmoid(h + 2)`` keeps the scale in
     (0, 1) and near 0.88 at the start, which is far more stable than exp(h).
+    With a ``floor`` f > 0 the scale is f + (1 - f) * sigmoid(h + 2), in (f, 1): the
+    inverse then divides by at least f, which bounds how fast it can explode.
     """
 
-    def __init__(self, channels: int, width: int):
+    def __init__(self, channels: int, width: int, floor: float = 0.0):
         super().__init__()
+        if not 0.0 <= floor < 1.0:
+            raise ValueError(f"scale floor must be in [0, 1), got {floor}")
+        self.floor = floor
         self.net = nn.Sequential(
             nn.Conv2d(channels // 2, width, 3, padding=1),
             nn.ReLU(),
@@ -189,27 +198,35 @@ class AffineCoupling(nn.Module):
         h = h.float()
         return h[:, 1::2] + 2.0, h[:, 0::2]
 
+    def _scale(self, raw: Tensor) -> Tensor:
+        if not self.floor:
+            return torch.sigmoid(raw)
+        return self.floor + (1 - self.floor) * torch.sigmoid(raw)
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         xa, xb = x.chunk(2, 1)
         raw, shift = self._scale_shift(xa)
-        yb = (xb.float() + shift) * torch.sigmoid(raw)
-        log_det = F.logsigmoid(raw).flatten(1).sum(1)
-        return torch.cat([xa, yb.to(x.dtype)], 1), log_det
+        scale = self._scale(raw)
+        yb = (xb.float() + shift) * scale
+        # logsigmoid is exact where log(sigmoid) underflows; with a floor, log is safe
+        log_scale = F.logsigmoid(raw) if not self.floor else torch.log(scale)
+        return torch.cat([xa, yb.to(x.dtype)], 1), log_scale.flatten(1).sum(1)
 
     def inverse(self, y: Tensor) -> Tensor:
         ya, yb = y.chunk(2, 1)
         raw, shift = self._scale_shift(ya)
-        xb = yb.float() / torch.sigmoid(raw) - shift
+        xb = yb.float() / self._scale(raw) - shift
         return torch.cat([ya, xb.to(y.dtype)], 1)
 
 
 class FlowStep(nn.Module):
     """One step of flow: ActNorm -> invertible 1x1 conv -> affine coupling."""
 
-    def __init__(self, channels: int, width: int):
+    def __init__(self, channels: int, width: int, scale_floor: float = 0.0):
         super().__init__()
         self.layers = nn.ModuleList(
-            [ActNorm(channels), InvConv1x1(channels), AffineCoupling(channels, width)]
+            [ActNorm(channels), InvConv1x1(channels),
+             AffineCoupling(channels, width, scale_floor)]
         )
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -247,11 +264,12 @@ class Level(nn.Module):
     so one flat vector of eps per image is the whole code (and what edits move).
     """
 
-    def __init__(self, in_channels: int, size: int, steps: int, width: int, split: bool):
+    def __init__(self, in_channels: int, size: int, steps: int, width: int, split: bool,
+                 scale_floor: float = 0.0):
         super().__init__()
         channels = in_channels * 4
         self.split = split
-        self.steps = nn.ModuleList(FlowStep(channels, width) for _ in range(steps))
+        self.steps = nn.ModuleList(FlowStep(channels, width, scale_floor) for _ in range(steps))
         if split:
             self.prior = ZeroConv2d(channels // 2, channels)
             self.latent_shape = (channels // 2, size, size)
@@ -308,7 +326,8 @@ class Glow(nn.Module):
         for i in range(config.levels):
             size //= 2
             split = i < config.levels - 1
-            levels.append(Level(channels, size, config.steps, config.width, split))
+            levels.append(Level(channels, size, config.steps, config.width, split,
+                                config.scale_floor))
             channels = channels * 2 if split else channels * 4
         self.levels = nn.ModuleList(levels)
 

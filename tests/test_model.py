@@ -40,8 +40,9 @@ def _brute_force_log_det(fn, x: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize(
-    "layer", [ActNorm(4), InvConv1x1(4), AffineCoupling(4, 8), FlowStep(4, 8)],
-    ids=["actnorm", "invconv", "coupling", "flowstep"],
+    "layer", [ActNorm(4), InvConv1x1(4), AffineCoupling(4, 8), AffineCoupling(4, 8, 0.3),
+              FlowStep(4, 8), FlowStep(4, 8, 0.3)],
+    ids=["actnorm", "invconv", "coupling", "coupling-floor", "flowstep", "flowstep-floor"],
 )
 def test_layer_inverts_and_log_det_matches_autograd(layer: torch.nn.Module) -> None:
     layer = layer.double().eval()
@@ -52,6 +53,34 @@ def test_layer_inverts_and_log_det_matches_autograd(layer: torch.nn.Module) -> N
     expected = _brute_force_log_det(lambda v: layer(v)[0], x)
     assert log_det.shape == (1,)
     assert torch.allclose(log_det.double(), expected, atol=1e-6), (log_det, expected)
+
+
+def test_scale_floor_bounds_the_coupling_inverse_gain() -> None:
+    """Driven hard negative (a face far off the manifold), Glow's scale goes to ~0 and
+    its inverse multiplies by ~1e40; with a floor f the gain stays at most 1/f."""
+    for floor, bound in ((0.0, None), (0.25, 4.0)):
+        layer = AffineCoupling(4, 8, floor)
+        with torch.no_grad():
+            layer.net[-1].conv.bias[1::2] = -100.0  # raw scale -98: sigmoid ~ 3e-43
+        y = torch.zeros(1, 4, 3, 3)
+        y[:, 2:] = 1.0
+        gain = (layer.inverse(y)[:, 2:] + layer._scale_shift(y[:, :2])[1]).abs().max()
+        if bound is None:
+            assert gain > 1e30
+        else:
+            assert gain <= bound + 1e-5
+
+
+def test_config_round_trips_the_scale_floor(tmp_path) -> None:
+    config = GlowConfig(resolution=8, levels=2, steps=1, width=8, scale_floor=0.2)
+    model = Glow(config)
+    model.save(tmp_path)
+    loaded = Glow.load(tmp_path)
+    assert loaded.config == config
+    coupling = next(m for m in loaded.modules() if isinstance(m, AffineCoupling))
+    assert coupling.floor == 0.2
+    with pytest.raises(ValueError, match="scale floor"):
+        AffineCoupling(4, 8, 1.0)
 
 
 def test_squeeze_roundtrip() -> None:
