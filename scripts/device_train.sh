@@ -8,10 +8,15 @@
 # and it writes $OUT/model/glow.safetensors (float16) + glow.json, $OUT/log.jsonl and
 # the last sample grid. Bring $OUT/model back into device/model/ and call again to go on.
 #
-#   bash scripts/device_train.sh [MINUTES=8] [BATCH=64]     (PYTHON=... to pick the interpreter)
+#   bash scripts/device_train.sh [MINUTES=8] [BATCH=64] [TRAIN ARGS...]   (PYTHON=... picks python)
+#
+# Further arguments go to `glow_demo train`: e.g. a fresh model (no device/model/) with
+# bounded coupling scales, `bash scripts/device_train.sh 8 64 --scale-floor 0.2` (pass the
+# same arguments on every later call: --init-from insists the configs match).
 set -euo pipefail
 MINUTES=${1:-8}
 BATCH=${2:-64}
+EXTRA=("${@:3}")
 OUT=${OUT:-out}
 INIT=()
 [ -f device/model/glow.safetensors ] && INIT=(--init-from device/model)
@@ -19,7 +24,8 @@ PY=${PYTHON:-python3}
 NPROC=$("$PY" -c "import torch; print(max(1, torch.cuda.device_count()))")
 "$PY" -m torch.distributed.run --standalone --nproc_per_node="$NPROC" -m glow_demo train \
   --data data/celeba64.npz --out "$OUT/run" --minutes "$MINUTES" --batch-size "$BATCH" \
-  --amp --warmup 100 --val-every 500 --checkpoint-minutes 2 --save-dtype float16 "${INIT[@]}"
+  --amp --warmup 100 --val-every 500 --checkpoint-minutes 2 --save-dtype float16 "${INIT[@]}" \
+  "${EXTRA[@]}"
 mkdir -p "$OUT/model"
 cp "$OUT/run/model/"* "$OUT/model/"
 cp "$OUT/run/log.jsonl" "$OUT/"
