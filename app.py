@@ -218,18 +218,24 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
         before = Image.fromarray(face.photo)  # the upright RGB photo the editor pastes into
         return (face, before), upscale(face.model_input), hide, status
 
-    def on_edit(session, *values):
+    def held_fixed(hold, strengths: dict[str, float]) -> dict[str, tuple[str, ...]] | None:
+        """Disentangling: every edit loses its component along the directions held fixed."""
+        return {n: tuple(hold) for n in strengths} if hold else None
+
+    def on_edit(session, hold, *values):
         if session is None:
             return None, None, ""
         face, before = session
-        result = editor.edit(face, strengths_from(values))
+        strengths = strengths_from(values)
+        result = editor.edit(face, strengths, held_fixed(hold, strengths))
         return (before, result.photo), upscale(result.model_view), edit_status(result)
 
-    def on_save(session, *values):
+    def on_save(session, hold, *values):
         if session is None:
             raise gr.Error("Give a photo first.")
         path = new_file("edited.png")
-        editor.edit(session[0], strengths_from(values)).photo.save(path)
+        strengths = strengths_from(values)
+        editor.edit(session[0], strengths, held_fixed(hold, strengths)).photo.save(path)
         return gr.File(value=str(path), visible=True)
 
     def on_mix_face(payload):
@@ -318,6 +324,10 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
                             for row in range(0, len(rest), 3):
                                 with gr.Row():
                                     sliders += [_slider(a) for a in rest[row:row + 3]]
+                        hold = gr.CheckboxGroup(
+                            [(a.label, a.name) for a in main], label="Keep fixed while "
+                            "editing (each edit loses its part along these, e.g. age "
+                            "without changing gender)", elem_id="hold")
                         with gr.Row():
                             reset = gr.Button("Reset sliders", elem_id="reset")
                             save = gr.Button("Save full-resolution PNG", variant="primary",
@@ -386,14 +396,15 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
         raw = dict(preprocess=False)  # photos reach the editor unopened: see photo_source
         photo.change(on_photo, photo, [session, aligned, saved, face_status],
                      show_progress_on=[aligned], **raw, **private, **MODEL).then(
-            on_edit, [session, *sliders], edit_outputs, show_progress="hidden",
+            on_edit, [session, hold, *sliders], edit_outputs, show_progress="hidden",
             **private, **MODEL)
         # Every slider change (drag, keys, number box, reset) asks for one decode; with
         # always_last a drag never queues more than one pending decode per session.
-        gr.on([s.change for s in sliders], on_edit, [session, *sliders], edit_outputs,
-              trigger_mode="always_last", show_progress="hidden", **private, **MODEL)
+        gr.on([s.change for s in sliders] + [hold.change], on_edit, [session, hold, *sliders],
+              edit_outputs, trigger_mode="always_last", show_progress="hidden", **private,
+              **MODEL)
         reset.click(lambda: [0.0] * len(sliders), None, sliders, queue=False, **private)
-        save.click(on_save, [session, *sliders], saved, **private, **MODEL)
+        save.click(on_save, [session, hold, *sliders], saved, **private, **MODEL)
 
         mix_a.change(on_mix_face, mix_a, [mix_a_state, mix_a_status],
                      **raw, **private, **MODEL).then(

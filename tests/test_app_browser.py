@@ -142,6 +142,27 @@ def test_an_unusual_face_is_edited_stably_and_says_so(page) -> None:
                      latency.inner_text()), latency.inner_text()
 
 
+def test_keeping_gender_fixed_changes_an_age_edit(page) -> None:
+    """Ticking "Male" under "Keep fixed" projects the male direction out of the age edit:
+    a different picture; unticking it gives the first picture back."""
+    src = upload_astronaut(page)
+
+    def wait_new(old: str) -> str:
+        page.wait_for_function("src => document.querySelectorAll('#result img')[1]"
+                               ".getAttribute('src') !== src", arg=old)
+        return result_src(page)
+
+    page.locator("#slider-age_years input[type=number]").fill("1.5")
+    aged = wait_new(src)
+    male = page.locator("#hold").get_by_label("Male (female at -)")
+    male.check()
+    held = wait_new(aged)
+    assert page.request.get(held).body() != page.request.get(aged).body()
+    male.uncheck()
+    again = wait_new(held)
+    assert page.request.get(again).body() == page.request.get(aged).body()
+
+
 def test_rapid_key_presses_do_not_queue_a_decode_each(page) -> None:
     upload_astronaut(page)
     joins = []
