@@ -56,7 +56,7 @@ from PIL import Image  # noqa: E402
 
 from glow_demo.align import PhotoError  # noqa: E402
 from glow_demo.editor import FaceEditor  # noqa: E402
-from glow_demo.images import IMAGE_SUFFIXES  # noqa: E402
+from glow_demo.images import photo_paths  # noqa: E402
 from glow_demo.model import WeightsError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -107,7 +107,7 @@ def photo_source(payload: dict | None) -> str | bytes | None:
 def example_faces() -> list[str]:
     if not FACES_DIR.is_dir():
         return []
-    return [str(p) for p in sorted(FACES_DIR.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+    return [str(p) for p in photo_paths([FACES_DIR])]
 
 
 def upscale(image: Image.Image) -> Image.Image:

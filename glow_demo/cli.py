@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .data import DEFAULT_CELEBA
 from .directions import DEFAULT_UTKFACE
-from .images import IMAGE_SUFFIXES
+from .images import photo_paths
 from .model import DEFAULT_WEIGHTS, GlowConfig
 
 
@@ -58,12 +58,7 @@ def _load_editor(args: argparse.Namespace):
 
 def _photos(paths: list[str]) -> list[Path]:
     """Expand directories into the image files they hold, keep files as given."""
-    out = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out += sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-        else:
-            out.append(p)
+    out = photo_paths(paths)
     if not out:
         raise SystemExit("no image files given")
     return out

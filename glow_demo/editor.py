@@ -69,7 +69,7 @@ class Face:
     base: torch.Tensor  # (D,) the latent edits start from (see the module docstring)
     base_decoded: torch.Tensor  # (3, 64, 64) decode(base): what an edit's change is taken from
     smoothing: float  # blur radius base was encoded with; 0 = base is latent itself
-    seconds: float  # time to align + encode + probe
+    seconds: float  # time to align + encode + find the edit base
 
     @property
     def n_faces(self) -> int:

@@ -12,6 +12,17 @@ from PIL import Image
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 
 
+def photo_paths(paths: list[str | Path]) -> list[Path]:
+    """Expand folders into the image files they hold (sorted); keep files as given."""
+    out: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            out += sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            out.append(path)
+    return out
+
+
 def tensor_to_pil(image: torch.Tensor) -> Image.Image:
     """(3, H, W) float in [0, 1] -> 8-bit RGB PIL image."""
     array = (image.detach().cpu().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()

@@ -3,8 +3,8 @@
     PYTHONPATH=. python scripts/measure_stability.py PHOTO_OR_DIR... [--limit N]
     PYTHONPATH=. python scripts/measure_stability.py --utkface 120   # balanced held-out faces
 
-For every photo: how typical it is (bits/dim), its decode peak, the smoothing the editor
-chose for its edit base, and, for both ends of every headline slider, whether the edit
+Over all photos: how typical they are (bits/dim), the smoothing the editor chose for
+their edit bases, and, for both ends of every headline slider, how often the edit
 decodes stably from the exact encoding and from the editor's base (where it does not,
 the editor scales the edit back). Re-run it after retraining the model: the thresholds in
 ``glow_demo.editor`` (BASE_PEAK, SMOOTHING) were set from these figures.
@@ -15,25 +15,13 @@ from __future__ import annotations
 import argparse
 import statistics
 from collections import Counter
-from pathlib import Path
 
 import torch
 
 from glow_demo.align import PhotoError
 from glow_demo.editor import FaceEditor
-from glow_demo.images import IMAGE_SUFFIXES
+from glow_demo.images import photo_paths
 from glow_demo.model import STABLE_PEAK
-
-
-def photos_from(paths: list[str], limit: int | None) -> list[Path]:
-    out: list[Path] = []
-    for name in paths:
-        path = Path(name)
-        if path.is_dir():
-            out += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        else:
-            out.append(path)
-    return out[:limit] if limit else out
 
 
 def main() -> None:
@@ -43,7 +31,7 @@ def main() -> None:
                         help="also N held-out UTKFace faces, balanced over age and gender")
     parser.add_argument("--limit", type=int, help="at most this many photos from the list")
     args = parser.parse_args()
-    photos = photos_from(args.photos, args.limit)
+    photos = photo_paths(args.photos)[: args.limit or None]
     if args.utkface:
         from glow_demo.directions import read_utkface, select_utkface
 
@@ -65,7 +53,9 @@ def main() -> None:
             print(f"{path.name}: {err}")
             continue
         _, exact = editor.model.decode_with_peak(face.latent + offsets)
-        _, base = editor.model.decode_with_peak(face.base + offsets)
+        # an ordinary face's base is its exact encoding: those decodes are the same ones
+        base = editor.model.decode_with_peak(face.base + offsets)[1] if face.smoothing \
+            else exact
         smoothing[face.smoothing] += 1
         bpds.append(face.bits_per_dim)
         stable_exact += int((exact < STABLE_PEAK).sum())
