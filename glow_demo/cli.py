@@ -19,7 +19,7 @@ def _add_model_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=d.steps, help="flow steps per level")
     p.add_argument("--width", type=int, default=d.width, help="coupling network width")
     p.add_argument("--n-bits", type=int, default=d.n_bits)
-    p.add_argument("--scale-floor", type=float, default=d.scale_floor,
+    p.add_argument("--scale-floor", type=float, default=0.2,
                    help="lower bound of the coupling scale (0 = Glow's; e.g. 0.2 bounds "
                         "how fast decodes can explode off the data manifold)")
 
@@ -43,8 +43,10 @@ def cmd_train(args: argparse.Namespace) -> None:
         data=args.data, out=args.out, batch_size=args.batch_size, lr=args.lr,
         warmup_steps=args.warmup, grad_clip=args.grad_clip, minutes=args.minutes,
         max_steps=args.max_steps, val_every=args.val_every, val_size=args.val_size,
-        checkpoint_minutes=args.checkpoint_minutes, amp=args.amp, resume=args.resume,
+        checkpoint_minutes=args.checkpoint_minutes, amp=args.amp, flip=args.flip,
+        resume=args.resume,
         init_from=args.init_from, save_dtype=args.save_dtype, seed=args.seed,
+        decay_minutes=args.decay_minutes,
     )
     model_dir = train(cfg, _model_config(args))
     print(f"model written to {model_dir}")
@@ -236,7 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-every", type=int, default=500)
     p.add_argument("--val-size", type=int, default=1000)
     p.add_argument("--checkpoint-minutes", type=float, default=5.0)
-    p.add_argument("--amp", action="store_true", help="bf16 coupling networks (CUDA only)")
+    p.add_argument("--decay-minutes", type=float, default=0.0,
+                   help="cosine learning-rate decay (to 5%%) over the last this many of --minutes")
+    p.add_argument("--amp", action="store_true",
+                   help="bf16 coupling networks (2.5-3x faster on a CPU with avx512_bf16)")
+    p.add_argument("--no-flip", dest="flip", action="store_false",
+                   help="no random horizontal flips of training images")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--init-from", default="", metavar="MODEL_DIR",
                    help="start from a saved model's weights (fresh optimiser)")

@@ -15,6 +15,7 @@ A run directory holds:
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -43,10 +44,12 @@ class TrainConfig:
     val_every: int = 500
     val_size: int = 1000
     checkpoint_minutes: float = 5.0
-    amp: bool = False  # bf16 coupling networks on CUDA
+    amp: bool = False  # bf16 coupling networks (CPU with avx512_bf16, or CUDA)
+    flip: bool = True  # random horizontal flips of training images (faces are near-symmetric)
     resume: bool = False
     init_from: str = ""  # start from a saved model directory (fresh optimiser)
     save_dtype: str = "float32"  # of OUT/model; float16 fits the device's 16 MiB file limit
+    decay_minutes: float = 0.0  # cosine learning-rate decay over the last part of `minutes`
     seed: int = 0
     max_bad_steps: int = 20  # consecutive non-finite steps before giving up
 
@@ -82,8 +85,16 @@ def evaluate_bpd(model: Glow, images_uint8: torch.Tensor, batch_size: int = 64) 
     return total / len(images_uint8)
 
 
-def _lr_at(cfg: TrainConfig, step: int) -> float:
-    return cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+def _lr_at(cfg: TrainConfig, step: int, elapsed_minutes: float = 0.0) -> float:
+    """Linear warm-up over the run's first steps, then constant; with ``decay_minutes``,
+    a cosine down to 5 % over the last ``decay_minutes`` of the ``minutes`` budget (a
+    time-based decay, since a CPU session is bounded by the clock, not by steps)."""
+    lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+    if cfg.decay_minutes and cfg.minutes:
+        start = cfg.minutes - cfg.decay_minutes
+        t = min(1.0, max(0.0, (elapsed_minutes - start) / cfg.decay_minutes))
+        lr *= 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t))
+    return lr
 
 
 def train(cfg: TrainConfig, model_config: GlowConfig) -> Path:
@@ -128,7 +139,9 @@ def train(cfg: TrainConfig, model_config: GlowConfig) -> Path:
             model.train()
             model.bits_per_dim(to_unit(init).to(device), noise=True)
 
-    if cfg.amp and device.type == "cuda":
+    if cfg.amp:
+        # Only the coupling networks; scales, shifts, log-dets and priors stay float32.
+        # Validation and samples switch it off: every figure is a float32 one.
         model.set_amp(torch.bfloat16)
     net: nn.Module = model
     if world > 1:
@@ -159,11 +172,13 @@ def train(cfg: TrainConfig, model_config: GlowConfig) -> Path:
     def validate() -> None:
         if rank != 0:
             return
+        model.set_amp(None)
         val_bpd = evaluate_bpd(model, val_images)
         model.eval()
         grid = model.sample(16, temperature=0.7, seed=0)
         save_grid(grid, out / "samples" / f"step{step:07d}.png")
         model.train()
+        model.set_amp(torch.bfloat16 if cfg.amp else None)
         record = {"step": step, "images_seen": images_seen, "val_bpd": val_bpd,
                   "time": time.time()}
         with open(out / "log.jsonl", "a") as f:
@@ -191,9 +206,13 @@ def train(cfg: TrainConfig, model_config: GlowConfig) -> Path:
         mine = order[rank::world][cursor : cursor + cfg.batch_size]
         cursor += cfg.batch_size
         batch = to_unit(train_images[mine]).to(device, non_blocking=True)
+        if cfg.flip:
+            flips = torch.rand(len(batch), generator=gen) < 0.5
+            batch[flips] = batch[flips].flip(-1)
 
+        lr = _lr_at(cfg, step, (time.time() - start_time) / 60)
         for group in optimizer.param_groups:
-            group["lr"] = _lr_at(cfg, step)
+            group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
         loss = bpd_loss(batch)
         loss.backward()
@@ -210,7 +229,7 @@ def train(cfg: TrainConfig, model_config: GlowConfig) -> Path:
         step += 1
         images_seen += cfg.batch_size * world
         bar.update(1)
-        bar.set_postfix(bpd=f"{loss.item():.3f}", lr=f"{_lr_at(cfg, step):.1e}")
+        bar.set_postfix(bpd=f"{loss.item():.3f}", lr=f"{lr:.1e}")
 
         if step % cfg.val_every == 0:
             validate()

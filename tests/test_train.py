@@ -75,3 +75,36 @@ def test_ddp_two_cpu_processes_train_and_resume(small_pack: Path, tmp_path: Path
     assert "resumed from" in text
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert state["step"] == 5 and state["images_seen"] == 5 * 4 * 2
+
+
+def test_cpu_bf16_couplings_with_flips_train_and_export_float32(small_pack: Path,
+                                                                 tmp_path: Path) -> None:
+    """``--amp`` on the CPU: bf16 only inside the coupling networks; the log and the exported
+    model are float32, and the run's validation equals a float32 evaluation of it."""
+    from glow_demo.train import evaluate_bpd
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "glow_demo", "train", "--data", str(small_pack),
+           "--out", str(out), "--batch-size", "4", "--max-steps", "4", "--val-every", "4",
+           "--val-size", "8", "--warmup", "2", "--amp", *TINY_ARGS]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    model = Glow.load(out / "model")
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert model.config.scale_floor == 0.2  # the default for new models
+    assert all(getattr(m, "amp_dtype", None) is None for m in model.modules())
+    logged = json.loads((out / "log.jsonl").read_text().splitlines()[-1])["val_bpd"]
+    _, val = load_pack(small_pack).split()
+    assert abs(evaluate_bpd(model, val[:8]) - logged) < 1e-4
+
+
+def test_learning_rate_warms_up_then_decays_over_the_last_minutes() -> None:
+    from glow_demo.train import TrainConfig, _lr_at
+
+    cfg = TrainConfig(data="", out="", lr=1e-3, warmup_steps=10, minutes=100, decay_minutes=20)
+    assert _lr_at(cfg, 0) == pytest.approx(1e-4)
+    assert _lr_at(cfg, 50, elapsed_minutes=79) == pytest.approx(1e-3)
+    assert _lr_at(cfg, 50, elapsed_minutes=90) == pytest.approx(1e-3 * (0.05 + 0.95 * 0.5))
+    assert _lr_at(cfg, 50, elapsed_minutes=100) == pytest.approx(5e-5)
+    assert _lr_at(cfg, 50, elapsed_minutes=130) == pytest.approx(5e-5)
