@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .data import DEFAULT_CELEBA
+from .data import DEFAULT_CELEBA, DEFAULT_CELEBA_TEST
 from .directions import DEFAULT_UTKFACE
 from .images import photo_paths
 from .model import DEFAULT_WEIGHTS, GlowConfig
@@ -30,10 +30,21 @@ def _model_config(args: argparse.Namespace) -> GlowConfig:
 
 
 def cmd_pack(args: argparse.Namespace) -> None:
-    from .data import pack_celeba
+    from .data import combine_packs, pack_celeba, pack_celeba_test
 
     out = pack_celeba(args.celeba, args.out, args.resolution)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    if not args.celeba_test:
+        return
+    folder = Path(args.out).parent
+    extra, strangers, dropped = pack_celeba_test(
+        args.celeba_test, folder / "celeba-test-train.npz", folder / "strangers64.npz",
+        args.resolution)
+    print(f"aligned {args.celeba_test}: {dropped} images dropped (no face, or mostly "
+          f"beyond the photo); strangers (50 people never trained on) in {strangers}")
+    both = combine_packs(out, extra, folder / "faces64.npz")
+    print(f"wrote {both} ({both.stat().st_size / 1e6:.1f} MB): CelebA's training images, "
+          f"the aligned celeba-test people, CelebA's validation split last")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -74,6 +85,20 @@ def cmd_sample(args: argparse.Namespace) -> None:
     images = model.sample(args.n, args.temperature, args.seed)
     path = save_grid(images, args.out, nrow=args.nrow or max(1, round(args.n**0.5)))
     print(f"wrote {args.n} samples at temperature {args.temperature} to {path}")
+
+
+def cmd_sample_meter(args: argparse.Namespace) -> None:
+    from .model import Glow
+    from .sample_meter import measure, validation_crops
+
+    model = Glow.load(args.weights)
+    real = validation_crops(args.data, args.n)
+    for name, (found, n) in measure(model, tuple(args.temperatures), args.n, args.seed,
+                                    real).items():
+        what = "real validation crops" if name == "real" else f"samples at {name}"
+        print(f"{what:>26}: a face found in {found:2d} of {n} ({100 * found / n:.0f} %)")
+    if real is None:
+        print(f"(no {args.data}: `python -m glow_demo pack` adds the real crops' figure)")
 
 
 def cmd_bpd(args: argparse.Namespace) -> None:
@@ -224,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--celeba", default=str(DEFAULT_CELEBA))
     p.add_argument("-o", "--out", default="data/celeba64.npz")
     p.add_argument("--resolution", type=int, default=64)
+    p.add_argument("--celeba-test", nargs="?", const=str(DEFAULT_CELEBA_TEST), default="",
+                   metavar="DIR", help="also align CelebA's test split (950 more people) "
+                   "into OUT's folder: faces64.npz for training, strangers64.npz to measure")
     p.set_defaults(func=cmd_pack)
 
     p = sub.add_parser("train", help="train a Glow (resumable; torchrun for several processes)")
@@ -261,6 +289,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", default="samples.png")
     _add_weights(p)
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("sample-meter", help="share of random faces in which dlib finds a face")
+    p.add_argument("-n", type=int, default=64)
+    p.add_argument("--temperatures", type=float, nargs="+", default=[0.5, 0.7])
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--data", default="data/celeba64.npz", help="pack for the real crops")
+    _add_weights(p)
+    p.set_defaults(func=cmd_sample_meter)
 
     p = sub.add_parser("bpd", help="mean bits/dim of face images aligned like the training data")
     p.add_argument("images", nargs="+", help="image files or directories")

@@ -108,3 +108,35 @@ def test_learning_rate_warms_up_then_decays_over_the_last_minutes() -> None:
     assert _lr_at(cfg, 50, elapsed_minutes=90) == pytest.approx(1e-3 * (0.05 + 0.95 * 0.5))
     assert _lr_at(cfg, 50, elapsed_minutes=100) == pytest.approx(5e-5)
     assert _lr_at(cfg, 50, elapsed_minutes=130) == pytest.approx(5e-5)
+
+
+def test_celeba_test_people_are_aligned_and_packed_around_the_fixed_validation(
+        small_pack: Path, tmp_path: Path) -> None:
+    """The 950 new people go between CelebA's training images and its validation split,
+    which stays last and byte-identical; the strangers (whole people) are packed apart."""
+    from glow_demo.data import (
+        DEFAULT_CELEBA_TEST,
+        STRANGER_EVERY,
+        combine_packs,
+        pack_celeba_test,
+        read_identities,
+    )
+
+    extra, strangers, dropped = pack_celeba_test(DEFAULT_CELEBA_TEST, tmp_path / "x.npz",
+                                                 tmp_path / "s.npz", limit=60, workers=1)
+    extra_pack, stranger_pack = load_pack(extra), load_pack(strangers)
+    assert len(extra_pack.files) + len(stranger_pack.files) + dropped == 60
+    assert dropped <= 6 and extra_pack.images.shape[1:] == (3, 64, 64)
+    people = read_identities(DEFAULT_CELEBA_TEST)
+    chosen = set(sorted(set(people.values()))[::STRANGER_EVERY])
+    assert len(chosen) == 50
+    assert all(people[f] in chosen for f in stranger_pack.files)
+    assert not any(people[f] in chosen for f in extra_pack.files)
+
+    both = load_pack(combine_packs(small_pack, extra, tmp_path / "both.npz"))
+    celeba = load_pack(small_pack)
+    _, val = celeba.split()
+    assert torch.equal(both.images[-len(val):], val)
+    assert both.files[: 120 - len(val)] == celeba.files[: 120 - len(val)]
+    assert both.files[120 - len(val): -len(val)] == extra_pack.files
+    assert both.attrs.shape == (len(both.files), 40)
