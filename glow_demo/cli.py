@@ -112,7 +112,18 @@ def cmd_bpd(args: argparse.Namespace) -> None:
     model = Glow.load(args.weights)
     res = model.config.resolution
     values = []
-    for path in _photos(args.images):
+    packs = [Path(a) for a in args.images if a.endswith(".npz")]
+    if packs:
+        from .data import load_pack
+        from .train import evaluate_bpd
+
+        for pack in packs:  # every image of a pack (e.g. data/strangers64.npz), batched
+            images = load_pack(pack).images
+            print(f"{pack}: {len(images)} images, mean {evaluate_bpd(model, images):.4f} "
+                  f"bits/dim ({model.config.n_bits}-bit)")
+        if len(packs) == len(args.images):
+            return
+    for path in _photos([a for a in args.images if not a.endswith(".npz")]):
         with Image.open(path) as im:
             w, h = im.size
             # Square images are taken as crops already; CelebA-shaped ones get its crop.
@@ -299,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sample_meter)
 
     p = sub.add_parser("bpd", help="mean bits/dim of face images aligned like the training data")
-    p.add_argument("images", nargs="+", help="image files or directories")
+    p.add_argument("images", nargs="+", help="image files, directories or packs (.npz)")
     p.add_argument("-v", "--verbose", action="store_true", help="print every image's value")
     _add_weights(p)
     p.set_defaults(func=cmd_bpd)
