@@ -41,6 +41,7 @@ class AppServer:
     cwd: Path  # the app's working folder: empty at start
     temp_dir: Path  # GRADIO_TEMP_DIR
     log: Path  # the app's stdout and stderr
+    pid: int  # the server process (its memory is read from /proc/<pid>/status)
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +73,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
                 pytest.fail(f"app.py did not serve {url} within {START_TIMEOUT_S} s:\n"
                             f"{_tail(log)}")
             time.sleep(0.25)
-        yield AppServer(url=url, cwd=cwd, temp_dir=temp_dir, log=log)
+        yield AppServer(url=url, cwd=cwd, temp_dir=temp_dir, log=log, pid=proc.pid)
     finally:
         proc.terminate()
         try:
