@@ -4,6 +4,10 @@ One server is started per test session and shared by the API and browser tests. 
 runs with the shipped weights, or those in ``$GLOW_DEMO_WEIGHTS`` when that is set, in
 an empty working folder, with Gradio's temporary folder (``GRADIO_TEMP_DIR``) elsewhere,
 so a test can check that it writes nothing outside that.
+
+``@pytest.mark.needs_data(path, ...)``: the test reads the data sets in ``../shared/data``,
+which no user's clone has. Without them it is skipped, saying which folder is missing;
+with ``CI`` set it fails instead, so CI (which has the data) never silently skips it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,24 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 120
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "needs_data(*paths): reads these folders of ../shared/data; skipped "
+        "without them, failed without them when CI is set")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip (or, under CI, fail) a ``needs_data`` test before its fixtures read the data."""
+    for mark in item.iter_markers("needs_data"):
+        missing = [str(p) for p in mark.args if not Path(p).exists()]
+        if missing:
+            reason = f"data set not found: {', '.join(missing)} (see README, Data and licence)"
+            if os.environ.get("CI"):
+                pytest.fail(f"{reason}; CI must provide ../shared/data", pytrace=False)
+            pytest.skip(reason)
 
 
 def _free_port() -> int:

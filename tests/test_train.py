@@ -24,6 +24,7 @@ def small_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return pack_celeba(DEFAULT_CELEBA, tmp_path_factory.mktemp("pack") / "p.npz", limit=120)
 
 
+@pytest.mark.needs_data(DEFAULT_CELEBA)
 def test_pack_holds_the_training_crop(small_pack: Path) -> None:
     from PIL import Image
 
@@ -60,6 +61,7 @@ def _train(pack: Path, out: Path, steps: int, nproc: int, resume: bool = False) 
     return proc.stdout + proc.stderr
 
 
+@pytest.mark.needs_data(DEFAULT_CELEBA)
 def test_ddp_two_cpu_processes_train_and_resume(small_pack: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     _train(small_pack, out, steps=3, nproc=2)
@@ -77,6 +79,7 @@ def test_ddp_two_cpu_processes_train_and_resume(small_pack: Path, tmp_path: Path
     assert state["step"] == 5 and state["images_seen"] == 5 * 4 * 2
 
 
+@pytest.mark.needs_data(DEFAULT_CELEBA)
 def test_cpu_bf16_couplings_with_flips_train_and_export_float32(small_pack: Path,
                                                                  tmp_path: Path) -> None:
     """``--amp`` on the CPU: bf16 only inside the coupling networks; the log and the exported
