@@ -483,9 +483,13 @@ def _ensure(folder: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Glow face editor (web app)")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="interface to bind (default 127.0.0.1: this computer only)")
-    parser.add_argument("--port", type=int, default=7860)
+    # Gradio's own variables set the defaults: a Hugging Face Space runs `python app.py`
+    # with GRADIO_SERVER_NAME=0.0.0.0, and an explicit server_name would override it.
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="interface to bind (default $GRADIO_SERVER_NAME or 127.0.0.1: "
+                        "this computer only)")
+    parser.add_argument("--port", type=int,
+                        default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     parser.add_argument("--share", action="store_true",
                         help="also open a temporary public link (needs internet)")
     parser.add_argument("--weights", default=None,
