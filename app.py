@@ -28,8 +28,11 @@ All strengths 0 give back the photo itself, byte for byte (PNG). ``/mix`` moves 
 fraction t of the way to face B, in photo A; ``/morph`` exports frames from A to B as
 "gif" or "mp4"; ``/sample`` draws n faces (64 x 64) at a temperature from a seed.
 Photos that are not images or show no face raise an error whose message says so
-(``gradio_client`` raises ``AppError`` with it). ``gradio_client`` sends a telemetry ping
-when it connects unless ``GRADIO_ANALYTICS_ENABLED=False`` is set in its environment.
+(``gradio_client`` raises ``AppError`` with it). A photo must reach the server as an upload
+(``handle_file`` does that); a payload that names any other path, a URL or a data URL is
+answered "Invalid file.", whether or not such a file exists (see ``photo_source``).
+``gradio_client`` sends a telemetry ping when it connects unless
+``GRADIO_ANALYTICS_ENABLED=False`` is set in its environment.
 """
 
 from __future__ import annotations
