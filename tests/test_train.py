@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from glow_demo.data import DEFAULT_CELEBA, celeba_crop, load_pack, pack_celeba
+from glow_demo.data import (
+    DEFAULT_CELEBA,
+    DEFAULT_CELEBA_TEST,
+    celeba_crop,
+    load_pack,
+    pack_celeba,
+)
 from glow_demo.model import Glow
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,12 +119,12 @@ def test_learning_rate_warms_up_then_decays_over_the_last_minutes() -> None:
     assert _lr_at(cfg, 50, elapsed_minutes=130) == pytest.approx(5e-5)
 
 
+@pytest.mark.needs_data(DEFAULT_CELEBA, DEFAULT_CELEBA_TEST)
 def test_celeba_test_people_are_aligned_and_packed_around_the_fixed_validation(
         small_pack: Path, tmp_path: Path) -> None:
     """The 950 new people go between CelebA's training images and its validation split,
     which stays last and byte-identical; the strangers (whole people) are packed apart."""
     from glow_demo.data import (
-        DEFAULT_CELEBA_TEST,
         STRANGER_EVERY,
         combine_packs,
         pack_celeba_test,
