@@ -28,8 +28,11 @@ All strengths 0 give back the photo itself, byte for byte (PNG). ``/mix`` moves 
 fraction t of the way to face B, in photo A; ``/morph`` exports frames from A to B as
 "gif" or "mp4"; ``/sample`` draws n faces (64 x 64) at a temperature from a seed.
 Photos that are not images or show no face raise an error whose message says so
-(``gradio_client`` raises ``AppError`` with it). ``gradio_client`` sends a telemetry ping
-when it connects unless ``GRADIO_ANALYTICS_ENABLED=False`` is set in its environment.
+(``gradio_client`` raises ``AppError`` with it). A photo must reach the server as an upload
+(``handle_file`` does that); a payload that names any other path, a URL or a data URL is
+answered "Invalid file.", whether or not such a file exists (see ``photo_source``).
+``gradio_client`` sends a telemetry ping when it connects unless
+``GRADIO_ANALYTICS_ENABLED=False`` is set in its environment.
 """
 
 from __future__ import annotations
@@ -41,7 +44,6 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
 import argparse  # noqa: E402
 import atexit  # noqa: E402
-import base64  # noqa: E402
 import math  # noqa: E402
 import random  # noqa: E402
 import shutil  # noqa: E402
@@ -69,6 +71,7 @@ FILE_TTL_S = 600  # our download files, once Gradio has copied them into its cac
 CACHE_CLEANUP = (900, 3600)  # every 15 min Gradio deletes its files older than an hour
 MAX_MORPH_STEPS = 60
 SESSION_TTL_S = 3 * 3600  # a session's prepared faces are dropped after this long
+INVALID_FILE = "Invalid file."  # the one answer for a photo that is not a file we received
 
 CSS = """
 .latency p { font-size: var(--text-xs); color: var(--body-text-color-subdued);
@@ -88,20 +91,51 @@ def photo_input(**kwargs) -> gr.Image:
                     buttons=["fullscreen"], **kwargs)
 
 
-def photo_source(payload: dict | None) -> str | bytes | None:
-    """The uploaded file behind a raw ``gr.Image`` value: its path (or bytes for a data URL).
+class InvalidFileError(PhotoError):
+    """A photo payload that names no file this server received as an upload.
 
-    ``gr.Image`` would open uploads with PIL before any callback runs, so a file that is
-    not an image would fail there with an opaque error. Unopened, ``FaceEditor.prepare``
-    decides, and its ``PhotoError`` carries a message for people. Gradio has already
-    checked that the path lies in its upload folder.
+    One message for every such case (missing, unreadable, outside the upload folder, not
+    a path at all), so that the answer tells a client nothing about the server's files.
     """
-    if not payload:
+
+    def __init__(self) -> None:
+        super().__init__(INVALID_FILE)
+
+
+def upload_folders() -> tuple[Path, ...]:
+    """The folders a request's photo may be read from, resolved (symlinks followed).
+
+    Gradio 6 keeps uploads and its cache (example files included) in one folder,
+    ``GRADIO_TEMP_DIR`` or ``<system temp>/gradio``; nothing the app serves lies elsewhere.
+    """
+    return (Path(os.path.realpath(_ensure(get_upload_folder()))),)
+
+
+def photo_source(payload: object, folders: tuple[Path, ...]) -> str | None:
+    """The uploaded file behind a raw ``gr.Image`` value, as a resolved path; None if empty.
+
+    Events that take photos run with ``preprocess=False``: ``gr.Image`` would open uploads
+    with PIL before any callback runs, so a file that is not an image would fail there
+    with an opaque error; unopened, ``FaceEditor.prepare`` decides, and its
+    ``PhotoError`` carries a message for people. But then Gradio checks nothing: its
+    upload-folder check runs only for payloads that carry ``"meta"``, and a client
+    posting to the queue may name any path. So every path is resolved here (``..`` and
+    symlinks followed) and must be a file inside ``folders``; anything else, a URL or a
+    data URL included, raises ``InvalidFileError`` before the file is touched.
+    """
+    if payload is None or payload == {}:
         return None
-    if payload.get("path"):
-        return payload["path"]
-    url = payload.get("url") or ""
-    return base64.b64decode(url.partition(",")[2]) if url.startswith("data:") else None
+    path = payload.get("path") if isinstance(payload, dict) else None
+    if not isinstance(path, str) or not path:
+        raise InvalidFileError
+    try:
+        real = Path(os.path.realpath(path))
+        inside = any(real.is_relative_to(folder) for folder in folders)
+        if inside and real.is_file():
+            return str(real)
+    except (OSError, ValueError):  # a NUL byte, a symlink loop, a name too long, ...
+        pass
+    raise InvalidFileError
 
 
 def example_faces() -> list[str]:
@@ -140,6 +174,7 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
     names = [a.name for a in attributes]
     known = set(names)
     faces = example_faces()
+    folders = upload_folders()  # the only places a request's photo is read from
     out_dir = Path(tempfile.mkdtemp(prefix="glow-demo-", dir=_ensure(get_upload_folder())))
     atexit.register(shutil.rmtree, out_dir, ignore_errors=True)
 
@@ -152,20 +187,23 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
         return Path(tempfile.mkdtemp(dir=out_dir)) / f"glow-{suffix}"
 
     # ----- shared helpers (UI and API) --------------------------------------------------
-    def prepare_or_raise(photo):
-        """Prepare a photo for the API: bad photos become a gr.Error with the message."""
-        if photo is None:
-            raise gr.Error("No photo given.")
+    def prepare_or_raise(payload):
+        """Prepare a raw photo payload for the API: bad photos become a gr.Error with the
+        message, and a path that is not an upload the neutral ``INVALID_FILE``."""
         try:
+            photo = photo_source(payload, folders)
+            if photo is None:
+                raise gr.Error("No photo given.")
             return editor.prepare(photo)
         except PhotoError as err:
             raise gr.Error(str(err)) from None
 
-    def prepare_for_ui(photo):
+    def prepare_for_ui(payload):
         """(face or None, status markdown); a bad photo is a warning toast, not an error."""
-        if photo is None:
-            return None, ""
         try:
+            photo = photo_source(payload, folders)
+            if photo is None:
+                return None, ""
             face = editor.prepare(photo)
         except PhotoError as err:
             gr.Warning(str(err))
@@ -210,8 +248,7 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
 
     # ----- UI callbacks ----------------------------------------------------------------
     def on_photo(payload):
-        photo = photo_source(payload)
-        face, status = prepare_for_ui(photo)
+        face, status = prepare_for_ui(payload)
         hide = gr.File(value=None, visible=False)  # a saved PNG of the previous photo
         if face is None:
             return None, None, hide, status
@@ -239,7 +276,7 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
         return gr.File(value=str(path), visible=True)
 
     def on_mix_face(payload):
-        return prepare_for_ui(photo_source(payload))
+        return prepare_for_ui(payload)
 
     def on_mix(face_a, face_b, t):
         if face_a is None or face_b is None:
@@ -261,19 +298,19 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
     def edit(photo, strengths):
         """Edit the largest face in a photo. strengths: {"smile": 1.5, ...}; returns a PNG."""
         checked = check_strengths(strengths)
-        return editor.edit(prepare_or_raise(photo_source(photo)), checked).photo
+        return editor.edit(prepare_or_raise(photo), checked).photo
 
     def mix(photo_a, photo_b, t):
         """Move face A a fraction t (0..1) of the way to face B, in photo A; returns a PNG."""
         t = number_in(t, "t", 0, 1)
-        return editor.interpolate(prepare_or_raise(photo_source(photo_a)),
-                                  prepare_or_raise(photo_source(photo_b)), t).photo
+        return editor.interpolate(prepare_or_raise(photo_a), prepare_or_raise(photo_b),
+                                  t).photo
 
     def morph(photo_a, photo_b, steps, format):  # noqa: A002 (the client's keyword)
         """An animation from face A to face B (aligned crops), as a gif or mp4 file."""
         steps = number_in(steps, "steps", 2, MAX_MORPH_STEPS)
-        return export_morph(prepare_or_raise(photo_source(photo_a)),
-                            prepare_or_raise(photo_source(photo_b)), steps, format)
+        return export_morph(prepare_or_raise(photo_a), prepare_or_raise(photo_b), steps,
+                            format)
 
     def list_attributes():
         """Every attribute /edit accepts: name, label, main (headline slider), low, high."""
@@ -449,9 +486,13 @@ def _ensure(folder: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Glow face editor (web app)")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="interface to bind (default 127.0.0.1: this computer only)")
-    parser.add_argument("--port", type=int, default=7860)
+    # Gradio's own variables set the defaults: a Hugging Face Space runs `python app.py`
+    # with GRADIO_SERVER_NAME=0.0.0.0, and an explicit server_name would override it.
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="interface to bind (default $GRADIO_SERVER_NAME or 127.0.0.1: "
+                        "this computer only)")
+    parser.add_argument("--port", type=int,
+                        default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     parser.add_argument("--share", action="store_true",
                         help="also open a temporary public link (needs internet)")
     parser.add_argument("--weights", default=None,

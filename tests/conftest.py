@@ -4,6 +4,10 @@ One server is started per test session and shared by the API and browser tests. 
 runs with the shipped weights, or those in ``$GLOW_DEMO_WEIGHTS`` when that is set, in
 an empty working folder, with Gradio's temporary folder (``GRADIO_TEMP_DIR``) elsewhere,
 so a test can check that it writes nothing outside that.
+
+``@pytest.mark.needs_data(path, ...)``: the test reads the data sets in ``../shared/data``,
+which no user's clone has. Without them it is skipped, saying which folder is missing;
+with ``CI`` set it fails instead, so CI (which has the data) never silently skips it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,24 @@ ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 120
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "needs_data(*paths): reads these folders of ../shared/data; skipped "
+        "without them, failed without them when CI is set")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip (or, under CI, fail) a ``needs_data`` test before its fixtures read the data."""
+    for mark in item.iter_markers("needs_data"):
+        missing = [str(p) for p in mark.args if not Path(p).exists()]
+        if missing:
+            reason = f"data set not found: {', '.join(missing)} (see README, Data and licence)"
+            if os.environ.get("CI"):
+                pytest.fail(f"{reason}; CI must provide ../shared/data", pytrace=False)
+            pytest.skip(reason)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -41,6 +63,7 @@ class AppServer:
     cwd: Path  # the app's working folder: empty at start
     temp_dir: Path  # GRADIO_TEMP_DIR
     log: Path  # the app's stdout and stderr
+    pid: int  # the server process (its memory is read from /proc/<pid>/status)
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +95,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
                 pytest.fail(f"app.py did not serve {url} within {START_TIMEOUT_S} s:\n"
                             f"{_tail(log)}")
             time.sleep(0.25)
-        yield AppServer(url=url, cwd=cwd, temp_dir=temp_dir, log=log)
+        yield AppServer(url=url, cwd=cwd, temp_dir=temp_dir, log=log, pid=proc.pid)
     finally:
         proc.terminate()
         try:

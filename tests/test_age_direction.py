@@ -42,6 +42,8 @@ N_BUILD = 90
 GROUPS = ((18, 25), (65, 80))
 PER_GROUP = 16
 
+pytestmark = pytest.mark.needs_data(DEFAULT_UTKFACE)  # every test here reads UTKFace
+
 
 @pytest.fixture(scope="module")
 def faces() -> list[UtkFace]:

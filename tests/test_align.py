@@ -108,7 +108,7 @@ def test_each_example_photo_aligns_onto_the_template(path: Path) -> None:
     assert np.abs(eye_centres(redetected) - eye_centres(template)).max() * 64 < 2.0
 
 
-@pytest.mark.skipif(not CELEBA.is_dir(), reason=f"CelebA not found at {CELEBA}")
+@pytest.mark.needs_data(CELEBA)
 def test_celeba_training_crop_comes_back_as_the_identity() -> None:
     """The template and the training crop agree: aligning a CelebA crop changes little."""
     from glow_demo.data import celeba_crop
@@ -352,7 +352,7 @@ def test_alignment_is_thread_safe(hopper: Image.Image) -> None:
         assert np.array_equal(face.crop, expected.crop)
 
 
-@pytest.mark.skipif(not CELEBA.is_dir(), reason=f"CelebA not found at {CELEBA}")
+@pytest.mark.needs_data(CELEBA)
 def test_fit_template_on_a_few_images_agrees_with_the_shipped_one() -> None:
     from glow_demo.align import fit_template
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from glow_demo.data import DEFAULT_CELEBA
@@ -36,6 +37,7 @@ def test_sample_writes_a_seeded_grid(tmp_path: Path) -> None:
         assert np.array_equal(np.asarray(im), np.asarray(Image.open(b)))
 
 
+@pytest.mark.needs_data(DEFAULT_CELEBA)
 def test_bpd_prints_the_mean_and_the_bit_depth() -> None:
     files = sorted((DEFAULT_CELEBA / "images").glob("0099*.jpg"))[:5]
     out = run("bpd", *map(str, files)).stdout

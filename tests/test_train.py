@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from glow_demo.data import DEFAULT_CELEBA, celeba_crop, load_pack, pack_celeba
+from glow_demo.data import (
+    DEFAULT_CELEBA,
+    DEFAULT_CELEBA_TEST,
+    celeba_crop,
+    load_pack,
+    pack_celeba,
+)
 from glow_demo.model import Glow
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,6 +30,7 @@ def small_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return pack_celeba(DEFAULT_CELEBA, tmp_path_factory.mktemp("pack") / "p.npz", limit=120)
 
 
+@pytest.mark.needs_data(DEFAULT_CELEBA)
 def test_pack_holds_the_training_crop(small_pack: Path) -> None:
     from PIL import Image
 
@@ -60,6 +67,7 @@ def _train(pack: Path, out: Path, steps: int, nproc: int, resume: bool = False) 
     return proc.stdout + proc.stderr
 
 
+@pytest.mark.needs_data(DEFAULT_CELEBA)
 def test_ddp_two_cpu_processes_train_and_resume(small_pack: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     _train(small_pack, out, steps=3, nproc=2)
@@ -77,6 +85,7 @@ def test_ddp_two_cpu_processes_train_and_resume(small_pack: Path, tmp_path: Path
     assert state["step"] == 5 and state["images_seen"] == 5 * 4 * 2
 
 
+@pytest.mark.needs_data(DEFAULT_CELEBA)
 def test_cpu_bf16_couplings_with_flips_train_and_export_float32(small_pack: Path,
                                                                  tmp_path: Path) -> None:
     """``--amp`` on the CPU: bf16 only inside the coupling networks; the log and the exported
@@ -110,12 +119,12 @@ def test_learning_rate_warms_up_then_decays_over_the_last_minutes() -> None:
     assert _lr_at(cfg, 50, elapsed_minutes=130) == pytest.approx(5e-5)
 
 
+@pytest.mark.needs_data(DEFAULT_CELEBA, DEFAULT_CELEBA_TEST)
 def test_celeba_test_people_are_aligned_and_packed_around_the_fixed_validation(
         small_pack: Path, tmp_path: Path) -> None:
     """The 950 new people go between CelebA's training images and its validation split,
     which stays last and byte-identical; the strangers (whole people) are packed apart."""
     from glow_demo.data import (
-        DEFAULT_CELEBA_TEST,
         STRANGER_EVERY,
         combine_packs,
         pack_celeba_test,

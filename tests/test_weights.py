@@ -48,12 +48,14 @@ def test_shipped_weights_are_small_safetensors() -> None:
     assert not list(DEFAULT_WEIGHTS.glob("*.pt")) and not list(DEFAULT_WEIGHTS.glob("*.pkl"))
 
 
+@pytest.mark.needs_data(DEFAULT_CELEBA)
 def test_encode_decode_reproduces_real_faces(model: Glow, validation_faces: torch.Tensor) -> None:
     x = validation_faces[:16]
     err = (model.decode(model.encode(x)) - model.postprocess(model.preprocess(x))).abs().max()
     assert err < 1e-4, err
 
 
+@pytest.mark.needs_data(DEFAULT_CELEBA)
 def test_encode_decode_reproduces_random_face_images(
         model: Glow, validation_faces: torch.Tensor) -> None:
     """Random images in the space of faces: random blends of two faces plus +-1 bin of
@@ -68,6 +70,7 @@ def test_encode_decode_reproduces_random_face_images(
     assert err < 1e-4, err
 
 
+@pytest.mark.needs_data(DEFAULT_CELEBA)
 def test_validation_bits_per_dim_below_measured_bound(
         model: Glow, validation_faces: torch.Tensor) -> None:
     with torch.no_grad():
@@ -114,6 +117,7 @@ def test_damaged_weights_give_a_clear_error_naming_the_file(tmp_path: Path, dama
     assert "Traceback" not in str(info.value)
 
 
+@pytest.mark.needs_data(DEFAULT_CELEBA)
 def test_decode_reports_an_exploding_inverse(model: Glow,
                                              validation_faces: torch.Tensor) -> None:
     """Real faces decode with ordinary peaks (measured max 8.1 over 48 validation faces);
