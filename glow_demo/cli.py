@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 from .data import DEFAULT_CELEBA, DEFAULT_CELEBA_TEST
-from .directions import DEFAULT_UTKFACE
 from .images import photo_paths
 from .model import DEFAULT_WEIGHTS, GlowConfig
+from .utkface import DEFAULT_UTKFACE
 
 
 def _add_model_config(p: argparse.ArgumentParser) -> None:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,15 @@ from tqdm import tqdm
 
 from .data import to_unit
 from .model import Glow, WeightsError
+from .utkface import (
+    AGE_BINS,
+    DEFAULT_UTKFACE,
+    UtkFace,
+    age_bin,
+    align_utkface,
+    read_utkface,
+    select_utkface,
+)
 
 DIRECTIONS_FILE = "directions.safetensors"
 DIRECTIONS_META = "directions.json"
@@ -246,135 +254,13 @@ def build_directions(model: Glow, model_dir: str | Path, images_uint8: torch.Ten
     return Directions(vectors, meta)
 
 
-# ----- an age direction from UTKFace's real ages ---------------------------------------
+# ----- an age direction from UTKFace's real ages (read and aligned by utkface.py) -------
 
-DEFAULT_UTKFACE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "utkface"
 AGE_YEARS = "age_years"
 YEARS_PER_STRENGTH = 30.0  # strength 1.0 of ``age_years`` = +30 years
-AGE_BINS: tuple[tuple[int, int], ...] = ((18, 29), (30, 39), (40, 49), (50, 59), (60, 69),
-                                         (70, 80))
 # the age direction is kept where more than 50 % (fully from 90 %) of the UTKFace crops
 # have real pixels, not edge fill (see build_age_direction)
 COVERAGE_RAMP = (0.5, 0.9)
-UTK_VALIDATION_EVERY = 10  # 1 in 10 UTKFace files (by a hash of the name) is held out
-_UTK_NAME = re.compile(r"^(\d+)_([01])_([0-4])_\d+\.jpg\.chip\.jpg$")
-
-
-@dataclass(frozen=True)
-class UtkFace:
-    """One UTKFace image and its labels (parsed from the file name)."""
-
-    path: Path
-    age: int
-    gender: int  # 0 male, 1 female
-    race: int  # 0 White, 1 Black, 2 Asian, 3 Indian, 4 Others
-
-    @property
-    def split(self) -> str:
-        """"val" for a fixed 1 in 10 of the files (a hash of the name), else "train"."""
-        h = int(hashlib.sha1(self.path.name.encode()).hexdigest()[:8], 16)
-        return "val" if h % UTK_VALIDATION_EVERY == 0 else "train"
-
-
-def read_utkface(root: str | Path = DEFAULT_UTKFACE) -> list[UtkFace]:
-    """Every labelled image under ``root/images``, sorted by name (badly named ones skipped)."""
-    images = Path(root) / "images"
-    if not images.is_dir():
-        raise FileNotFoundError(f"UTKFace images not found: {images}")
-    out = []
-    for path in sorted(images.iterdir()):
-        m = _UTK_NAME.match(path.name)
-        if m:
-            out.append(UtkFace(path, int(m[1]), int(m[2]), int(m[3])))
-    return out
-
-
-def _age_bin(age: int, bins: tuple[tuple[int, int], ...]) -> int | None:
-    for i, (lo, hi) in enumerate(bins):
-        if lo <= age <= hi:
-            return i
-    return None
-
-
-def select_utkface(faces: list[UtkFace], n: int, split: str | None = "train",
-                   bins: tuple[tuple[int, int], ...] = AGE_BINS, seed: int = 0
-                   ) -> list[UtkFace]:
-    """A deterministic subset of ``n`` faces, balanced over age bin x gender.
-
-    Each (bin, gender) cell gets an equal share; a cell with too few faces gives all it
-    has and the rest is shared among the others. ``split`` ("train", "val" or None for
-    both) keeps the held-out faces out of a direction. Returned in a fixed order.
-    """
-    cells: dict[tuple[int, int], list[UtkFace]] = {}
-    for face in faces:
-        b = _age_bin(face.age, bins)
-        if b is not None and (split is None or face.split == split):
-            cells.setdefault((b, face.gender), []).append(face)
-    rng = np.random.default_rng(seed)
-    for key in sorted(cells):
-        order = rng.permutation(len(cells[key]))
-        cells[key] = [cells[key][i] for i in order]
-    quota = {key: 0 for key in cells}
-    left = min(n, sum(len(v) for v in cells.values()))
-    while left:  # water-filling: equal shares, capped by what a cell has
-        open_cells = [k for k in sorted(cells) if quota[k] < len(cells[k])]
-        share = max(1, left // len(open_cells))
-        for key in open_cells:
-            take = min(share, len(cells[key]) - quota[key], left)
-            quota[key] += take
-            left -= take
-            if not left:
-                break
-    chosen = [f for key in sorted(cells) for f in cells[key][:quota[key]]]
-    return sorted(chosen, key=lambda f: f.path.name)
-
-
-@dataclass
-class AlignedUtk:
-    """UTKFace faces aligned like the training crops, as the model sees them."""
-
-    images: torch.Tensor  # (K, 3, R, R) uint8
-    faces: list[UtkFace]  # the K kept, in order
-    skipped: Counter  # PhotoError class name -> count (mostly: no face found)
-    coverage: np.ndarray  # (R, R): fraction of the K crops with real pixels there
-
-
-def _real_pixels(aligned, resolution: int) -> np.ndarray:
-    """(R, R) bool: where the model input comes from the photo, not the edge fill."""
-    import cv2
-
-    centres = (np.arange(resolution) + 0.5) * aligned.size / resolution - 0.5
-    xs, ys = np.meshgrid(centres, centres)
-    to_photo = cv2.invertAffineTransform(aligned.matrix)  # crop pixel -> photo pixel
-    src = np.stack([xs.ravel(), ys.ravel()], 1) @ to_photo[:, :2].T + to_photo[:, 2]
-    width, height = aligned.photo_size
-    inside = ((src[:, 0] >= -0.5) & (src[:, 0] <= width - 0.5) & (src[:, 1] >= -0.5)
-              & (src[:, 1] <= height - 0.5))
-    return inside.reshape(resolution, resolution)
-
-
-def align_utkface(faces: list[UtkFace], resolution: int = 64, progress: bool = True
-                  ) -> AlignedUtk:
-    """Align each face with ``align_face`` and take ``model_input``; faces where none is
-    found are skipped and counted. UTKFace's crop is tighter than the model's, so the
-    outside is edge-replicated fill: ``coverage`` says where it is not."""
-    from .align import PhotoError, align_face
-
-    images, kept, skipped = [], [], Counter()
-    coverage = np.zeros((resolution, resolution))
-    for face in tqdm(faces, desc="aligning", unit="face", disable=not progress):
-        try:
-            aligned = align_face(face.path)
-        except PhotoError as err:
-            skipped[type(err).__name__] += 1
-            continue
-        crop = aligned.model_input(resolution)
-        images.append(torch.from_numpy(np.array(crop)).permute(2, 0, 1))
-        coverage += _real_pixels(aligned, resolution)
-        kept.append(face)
-    stacked = (torch.stack(images).contiguous() if images
-               else torch.zeros(0, 3, resolution, resolution, dtype=torch.uint8))
-    return AlignedUtk(stacked, kept, skipped, coverage / max(1, len(kept)))
 
 
 def latent_mask(model: Glow, pixel_weights: np.ndarray) -> torch.Tensor:
@@ -447,7 +333,7 @@ def build_age_direction(model: Glow, model_dir: str | Path,
     slopes = [age_slope(latents[h], design[h]) for h in halves]
     noise = YEARS_PER_STRENGTH * float(((slopes[0] - slopes[1]) * mask).norm()) / 2
     ages = np.array([f.age for f in kept])
-    count = Counter((_age_bin(f.age, bins), f.gender) for f in kept)
+    count = Counter((age_bin(f.age, bins), f.gender) for f in kept)
     info = {
         "label": EXTRA_ATTRIBUTES[AGE_YEARS],
         "model_digest": weights_digest(model_dir),

@@ -33,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     photos = photo_paths(args.photos)[: args.limit or None]
     if args.utkface:
-        from glow_demo.directions import read_utkface, select_utkface
+        from glow_demo.utkface import read_utkface, select_utkface
 
         photos += [f.path for f in select_utkface(read_utkface(), args.utkface, split="val")]
     if not photos:

@@ -21,21 +21,23 @@ import torch
 from glow_demo.cli import main
 from glow_demo.data import to_unit
 from glow_demo.directions import (
-    AGE_BINS,
     AGE_YEARS,
-    DEFAULT_UTKFACE,
     DIRECTIONS_FILE,
     DIRECTIONS_META,
     MAIN_ORDER,
     Directions,
-    UtkFace,
-    align_utkface,
     build_age_direction,
     latent_mask,
+)
+from glow_demo.model import CONFIG_FILE, DEFAULT_WEIGHTS, WEIGHTS_FILE, Glow, WeightsError
+from glow_demo.utkface import (
+    AGE_BINS,
+    DEFAULT_UTKFACE,
+    UtkFace,
+    align_utkface,
     read_utkface,
     select_utkface,
 )
-from glow_demo.model import CONFIG_FILE, DEFAULT_WEIGHTS, WEIGHTS_FILE, Glow, WeightsError
 
 N_BUILD = 90
 # held-out age groups, young to old, and faces per group
