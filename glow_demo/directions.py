@@ -42,11 +42,15 @@ from .model import Glow, WeightsError
 from .utkface import (
     AGE_BINS,
     DEFAULT_UTKFACE,
+    AlignedUtk,
     UtkFace,
     age_bin,
     align_utkface,
+    chip_coverage,
+    chip_transform,
     read_utkface,
     select_utkface,
+    warp_chips,
 )
 
 DIRECTIONS_FILE = "directions.safetensors"
@@ -143,6 +147,68 @@ def mean_differences(latents: torch.Tensor, labels: np.ndarray) -> torch.Tensor:
     mean_pos = pos.T @ latents / pos.sum(0).clamp(min=1)[:, None]
     mean_neg = neg.T @ latents / neg.sum(0).clamp(min=1)[:, None]
     return mean_pos - mean_neg
+
+
+@dataclass
+class LatentCovariance:
+    """A rank-k + isotropic model of the latents' covariance (12,288 dimensions cannot
+    be estimated from thousands of faces): top-k principal axes and variances, and one
+    variance for everything else."""
+
+    axes: torch.Tensor  # (D, k), orthonormal
+    variances: torch.Tensor  # (k,)
+    rest: float  # variance of every direction orthogonal to ``axes``
+    average: float  # trace / D
+
+    @classmethod
+    def fit(cls, latents: torch.Tensor, rank: int = 256, seed: int = 0) -> LatentCovariance:
+        torch.manual_seed(seed)
+        x = latents.double() - latents.double().mean(0)
+        n, d = x.shape
+        rank = min(rank, n - 1, d)
+        _, s, v = torch.pca_lowrank(x, q=rank, center=False, niter=3)
+        variances = s**2 / (n - 1)
+        total = float((x**2).sum()) / (n - 1)
+        rest = max((total - float(variances.sum())) / max(d - rank, 1), 1e-8)
+        return cls(v, variances, rest, total / d)
+
+    def solve(self, vector: torch.Tensor, shrinkage: float) -> torch.Tensor:
+        """(shrunk covariance)^-1 @ vector, shrinking every variance a fraction
+        ``shrinkage`` of the way to the average (1.0: the identity, i.e. no whitening)."""
+        a = float(shrinkage)
+        v = vector.double()
+        coef = self.axes.T @ v
+        var = (1 - a) * self.variances + a * self.average
+        rest = (1 - a) * self.rest + a * self.average
+        return (self.axes @ (coef / var) + (v - self.axes @ coef) / rest).float()
+
+
+def lda_directions(latents: torch.Tensor, labels: np.ndarray, covariance: LatentCovariance,
+                   shrinkage: float) -> torch.Tensor:
+    """(A, D) Fisher discriminants with shrinkage, each rescaled to a direction that
+    moves a face by the labels' own gap along it (see ``calibrate``).
+
+    The whitened difference of means downweights the latent axes along which faces vary
+    most for reasons other than the attribute (pose, lighting, identity), so the edit
+    carries less of them; the mean difference alone is noisy for rare attributes.
+    """
+    diffs = mean_differences(latents, labels)
+    return torch.stack([calibrate(covariance.solve(d, shrinkage), latents, labels[:, i])
+                        for i, d in enumerate(diffs)])
+
+
+def calibrate(direction: torch.Tensor, latents: torch.Tensor, labels: np.ndarray,
+              quantile: float = 0.5) -> torch.Tensor:
+    """``direction`` rescaled so strength 1.0 moves a face along it by the gap between
+    the median face without the attribute and the ``quantile`` face with it (0.5: the
+    typical face with it), measured in projections of the labelled latents."""
+    unit = direction / direction.norm()
+    proj = latents @ unit
+    pos, neg = proj[torch.from_numpy(labels > 0)], proj[torch.from_numpy(labels <= 0)]
+    if len(pos) == 0 or len(neg) == 0:
+        return direction
+    gap = float(torch.quantile(pos, quantile) - torch.median(neg))
+    return unit * gap
 
 
 class Directions:
@@ -302,7 +368,8 @@ def build_age_direction(model: Glow, model_dir: str | Path,
                         bins: tuple[tuple[int, int], ...] = AGE_BINS,
                         covariates: tuple[str, ...] = ("gender", "race"),
                         coverage_ramp: tuple[float, float] | None = COVERAGE_RAMP,
-                        progress: bool = True) -> tuple[torch.Tensor, dict]:
+                        progress: bool = True, warp: bool = False
+                        ) -> tuple[torch.Tensor, dict]:
     """The ``age_years`` direction and its meta: ``YEARS_PER_STRENGTH`` x the slope of the
     standardised latent on age, from ``n`` balanced UTKFace training-split adults.
 
@@ -311,12 +378,19 @@ def build_age_direction(model: Glow, model_dir: str | Path,
     too, and a plain slope would repaint that area (hair, background) of edited faces.
     So latent entries are kept only over the part the crops cover: weight 0 where at most
     ``coverage_ramp[0]`` of the crops have real pixels, 1 from ``coverage_ramp[1]``, linear
-    between (``None``: no mask). The meta also holds a split-half estimate of the sampling
-    noise in the vector's norm (half the norm of the difference of the directions fitted
-    on two halves), to judge whether ``n`` is enough.
+    between (``None``: no mask). ``warp`` aligns the chips with one fitted transform
+    instead of dlib on each, so many more faces are affordable. The meta also holds a
+    split-half estimate of the sampling noise in the vector's norm (half the norm of the
+    difference of the directions fitted on two halves), to judge whether ``n`` is enough.
     """
     faces = select_utkface(read_utkface(root), n, split="train", bins=bins, seed=seed)
-    aligned = align_utkface(faces, model.config.resolution, progress)
+    if warp:  # one fitted transform for every chip (utkface.chip_transform): ~100x faster
+        res = model.config.resolution
+        matrix = chip_transform(read_utkface(root), resolution=res)
+        aligned = AlignedUtk(warp_chips(faces, matrix, res), faces, Counter(),
+                             chip_coverage(matrix, res))
+    else:
+        aligned = align_utkface(faces, model.config.resolution, progress)
     kept = aligned.faces
     if len(kept) < 10:
         raise ValueError(f"only {len(kept)} UTKFace faces could be aligned; need at least 10")
@@ -358,6 +432,7 @@ def build_age_direction(model: Glow, model_dir: str | Path,
         "n_per_bin": {f"{lo}-{hi}": {"male": count[(i, 0)], "female": count[(i, 1)]}
                       for i, (lo, hi) in enumerate(bins)},
         "seed": seed,
+        "alignment": "one transform for all chips" if warp else "align_face on each chip",
         "coverage_ramp": None if coverage_ramp is None else list(coverage_ramp),
         "image_covered": round(float((aligned.coverage >= 0.5).mean()), 3),
         "latent_kept": round(float(mask.mean()), 3),

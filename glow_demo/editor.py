@@ -199,6 +199,21 @@ class FaceEditor:
         offset = self.directions.vector(strengths, disentangle).to(face.base.device)
         return self._render(face, offset, extra=None, start=start)
 
+    def edit_batch(self, face: Face, strengths: list[dict[str, float]]) -> list[EditResult]:
+        """Several edits of one face, decoded in one batch (measuring, grids): each result
+        is what ``edit`` gives; an edit whose batched decode is unstable is redone by
+        ``edit``'s own back-off."""
+        start = time.perf_counter()
+        offsets = torch.stack([self.directions.vector(s) for s in strengths]).to(face.base.device)
+        decoded, peaks = self.model.decode_with_peak(face.base[None] + offsets)
+        results = []
+        for offset, image, peak in zip(offsets, decoded, peaks, strict=True):
+            if not offset.any() or peak >= STABLE_PEAK:
+                results.append(self._render(face, offset, extra=None, start=start))
+            else:
+                results.append(self._paste(face, image, None, 1.0, start))
+        return results
+
     def interpolate(self, a: Face, b: Face, t: float) -> EditResult:
         """Face a moved a fraction t of the way to face b, in a's photo."""
         start = time.perf_counter()
@@ -243,6 +258,10 @@ class FaceEditor:
     def _render(self, face: Face, offset: torch.Tensor, extra: np.ndarray | None,
                 start: float) -> EditResult:
         decoded, applied = self._decode_stably(face.base, offset, face.base_decoded)
+        return self._paste(face, decoded, extra, applied, start)
+
+    def _paste(self, face: Face, decoded: torch.Tensor, extra: np.ndarray | None,
+               applied: float, start: float) -> EditResult:
         delta = _upsample(decoded - face.base_decoded, face.crop_size)
         if extra is not None:
             delta = delta + applied * extra
