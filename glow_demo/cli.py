@@ -232,9 +232,11 @@ def cmd_directions(args: argparse.Namespace) -> None:
             print(f"{data} not found: packing {args.celeba} first")
             pack_celeba(args.celeba, data)
         pack = load_pack(data)
-        n = args.limit or len(pack.images)
-        directions = build_directions(model, args.weights, pack.images[:n], pack.attr_names,
-                                      pack.attrs[:n])
+        train, _ = pack.split()  # the validation faces stay unseen: the meter edits them
+        n = min(args.limit or len(train), len(train))
+        directions = build_directions(model, args.weights, train[:n], pack.attr_names,
+                                      pack.attrs[:n], method=args.method,
+                                      shrinkage=args.shrinkage)
     utkface = args.utkface or (str(DEFAULT_UTKFACE) if args.only_utkface else None)
     if utkface:
         vector, info = build_age_direction(model, args.weights, utkface, n=args.utkface_n,
@@ -406,7 +408,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("directions", help="rebuild attribute directions from labelled CelebA")
     p.add_argument("--data", default="data/celeba64.npz", help="pack (built if missing)")
     p.add_argument("--celeba", default=str(DEFAULT_CELEBA))
-    p.add_argument("--limit", type=int, default=0, help="use only the first N faces")
+    p.add_argument("--limit", type=int, default=0,
+                   help="use only the first N faces of the training split (1-9,000)")
+    p.add_argument("--method", default="mean", choices=["mean", "lda"],
+                   help="mean: difference of mean latents; lda: Fisher discriminant with "
+                   "shrinkage, calibrated by the labels (see README)")
+    p.add_argument("--shrinkage", type=float, default=0.5,
+                   help="lda: how far the latent covariance is shrunk to the identity")
     p.add_argument("--utkface", nargs="?", const=str(DEFAULT_UTKFACE), default=None,
                    metavar="DIR", help="also learn `age_years` (strength 1.0 = +30 years) "
                    f"from UTKFace's real ages (DIR default: {DEFAULT_UTKFACE})")

@@ -298,11 +298,34 @@ class Directions:
         return cls(vectors, meta)
 
 
+METHODS = ("mean", "lda")
+
+
 def build_directions(model: Glow, model_dir: str | Path, images_uint8: torch.Tensor,
-                     attr_names: list[str], attrs: np.ndarray) -> Directions:
-    """Encode labelled faces and take the mean differences, under friendly names."""
-    latents = encode_all(model, images_uint8)
-    diffs = mean_differences(latents, attrs)
+                     attr_names: list[str], attrs: np.ndarray, method: str = "mean",
+                     shrinkage: float = 0.5, rank: int = 256,
+                     latents: torch.Tensor | None = None) -> Directions:
+    """Encode labelled faces (unless ``latents`` are given) and fit one direction per
+    attribute, under friendly names.
+
+    ``mean``: the difference of the mean latents with and without (OpenAI's Glow demo).
+    ``lda``: Fisher's discriminant with ``shrinkage`` towards the identity, over a rank-
+    ``rank`` + isotropic covariance (``LatentCovariance``), rescaled by ``calibrate``.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; one of {METHODS}")
+    latents = encode_all(model, images_uint8) if latents is None else latents
+    if method == "mean":
+        diffs = mean_differences(latents, attrs)
+        unit = "1.0 = the whole mean difference between CelebA faces with and without"
+        how = "mean standardised latent of faces with the attribute minus without"
+    else:
+        covariance = LatentCovariance.fit(latents, rank)
+        diffs = lda_directions(latents, attrs, covariance, shrinkage)
+        unit = ("1.0 = the gap between the median face without and the median face with "
+                "the attribute, measured along the direction")
+        how = (f"Fisher discriminant, covariance rank {rank} + isotropic, shrunk "
+               f"{shrinkage:g} towards its average variance")
     by_celeba = {name: i for i, name in enumerate(attr_names)}
     vectors, counts = {}, {}
     for friendly, (celeba, sign, _) in {**MAIN_ATTRIBUTES, **OTHER_ATTRIBUTES}.items():
@@ -311,12 +334,15 @@ def build_directions(model: Glow, model_dir: str | Path, images_uint8: torch.Ten
         counts[friendly] = int((attrs[:, i] * sign > 0).sum())
     meta = {
         "model_digest": weights_digest(model_dir),
-        "method": "mean standardised latent of faces with the attribute minus without",
-        "strength_unit": "1.0 = the whole mean difference between CelebA faces with and without",
-        "n_images": int(len(images_uint8)),
+        "method": how,
+        "fit": method,
+        "strength_unit": unit,
+        "n_images": int(len(latents)),
         "positives": counts,
         "norms": {k: round(float(v.norm()), 3) for k, v in vectors.items()},
     }
+    if method == "lda":
+        meta["shrinkage"], meta["rank"] = shrinkage, rank
     return Directions(vectors, meta)
 
 

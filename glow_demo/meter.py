@@ -301,6 +301,8 @@ class EditRecord:
     outside: float  # mean |change| outside the face, 0..255
     inside: float  # mean |change| inside the face
     applied: float
+    redness: float = 0.0  # mean change of red against green and blue inside the face
+    blotch: float = 0.0  # 99th percentile of the colour (not brightness) change in the face
 
 
 def celeba_validation_photos(root: str | Path, n: int) -> list[Path]:
@@ -325,7 +327,9 @@ def measure(editor, meter: Meter, photos: list[Path], edits: list[tuple[str, flo
             face = editor.prepare(path)
         except PhotoError:
             continue
-        results = editor.edit_batch(face, [{name: s} for name, s in edits])
+        # "smile+age_years" is a combined edit: both at the same strength
+        results = editor.edit_batch(face, [dict.fromkeys(name.split("+"), s)
+                                           for name, s in edits])
         photos_out = [np.asarray(r.photo) for r in results]
         crops = torch.stack([read_back(p, face.aligned) for p in [face.photo] + photos_out])
         probs = meter.attribute_probs(crops)
@@ -335,7 +339,9 @@ def measure(editor, meter: Meter, photos: list[Path], edits: list[tuple[str, flo
         for j, ((name, s), result, out) in enumerate(zip(edits, results, photos_out,
                                                          strict=True)):
             target = EDIT_TARGETS.get(name)
-            change = np.abs(out.astype(np.float32) - face.photo).mean(2)
+            signed = out.astype(np.float32) - face.photo
+            change = np.abs(signed).mean(2)
+            colour = np.abs(signed - signed.mean(2, keepdims=True)).max(2)
             records.append(EditRecord(
                 photo=Path(path).name, attribute=name, strength=s,
                 had=float(probs[target][0]) if target else float("nan"),
@@ -343,7 +349,9 @@ def measure(editor, meter: Meter, photos: list[Path], edits: list[tuple[str, flo
                 age_before=float(ages[0]), age_after=float(ages[j + 1]),
                 distance=float(np.linalg.norm(identity.descriptor(out, face.aligned.box) - ref)),
                 outside=float(change[~mask].mean()) if (~mask).any() else 0.0,
-                inside=float(change[mask].mean()), applied=result.applied))
+                inside=float(change[mask].mean()), applied=result.applied,
+                redness=float((signed[..., 0] - signed[..., 1:].mean(2))[mask].mean()),
+                blotch=float(np.percentile(colour[mask], 99))))
         if (k + 1) % 20 == 0:
             log(f"measured {k + 1}/{len(photos)} photos ({time.time() - start:.0f} s)")
     return records
@@ -352,7 +360,8 @@ def measure(editor, meter: Meter, photos: list[Path], edits: list[tuple[str, flo
 def summarise(records: list[EditRecord]) -> list[dict]:
     """One row per (attribute, strength): the share of faces without the attribute that
     gain it (with it that lose it, for negative strengths), the mean change of estimated
-    age, the share still the same person, and the mean change outside/inside the face."""
+    age, the share still the same person, the mean change outside/inside the face (0-255),
+    the mean reddening of the face and its 99th-percentile colour change (blotches)."""
     rows = []
     keys = sorted({(r.attribute, r.strength) for r in records})
     for name, s in keys:
@@ -372,17 +381,20 @@ def summarise(records: list[EditRecord]) -> list[dict]:
         row["outside"] = float(np.mean([r.outside for r in group]))
         row["inside"] = float(np.mean([r.inside for r in group]))
         row["applied"] = float(np.mean([r.applied for r in group]))
+        row["redness"] = float(np.mean([r.redness for r in group]))
+        row["blotch"] = float(np.mean([r.blotch for r in group]))
         rows.append(row)
     return rows
 
 
 def format_table(rows: list[dict]) -> str:
     lines = ["| edit | strength | faces | gains (s>0) / loses (s<0) | Δ age (years) | same "
-             "person | descriptor distance | |Δ| outside face | |Δ| inside face |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "person | descriptor distance | |Δ| outside face | |Δ| inside face | redness | colour "
+             "p99 |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         flip = (f"{r['flip']:.0%} of {r['n_flip']}" if "flip" in r and r["n_flip"] else "–")
         lines.append(f"| {r['edit']} | {r['strength']:+g} | {r['n']} | {flip} | "
                      f"{r['d_age']:+.1f} | {r['same']:.0%} | {r['dist']:.3f} | "
-                     f"{r['outside']:.2f} | {r['inside']:.2f} |")
+                     f"{r['outside']:.2f} | {r['inside']:.2f} | {r['redness']:+.1f} | "
+                     f"{r['blotch']:.0f} |")
     return "\n".join(lines)
