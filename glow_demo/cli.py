@@ -236,7 +236,7 @@ def cmd_directions(args: argparse.Namespace) -> None:
         n = min(args.limit or len(train), len(train))
         directions = build_directions(model, args.weights, train[:n], pack.attr_names,
                                       pack.attrs[:n], method=args.method,
-                                      shrinkage=args.shrinkage)
+                                      shrinkage=args.shrinkage, quantile=args.quantile)
     utkface = args.utkface or (str(DEFAULT_UTKFACE) if args.only_utkface else None)
     if utkface:
         vector, info = build_age_direction(model, args.weights, utkface, n=args.utkface_n,
@@ -410,9 +410,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--celeba", default=str(DEFAULT_CELEBA))
     p.add_argument("--limit", type=int, default=0,
                    help="use only the first N faces of the training split (1-9,000)")
-    p.add_argument("--method", default="mean", choices=["mean", "lda"],
-                   help="mean: difference of mean latents; lda: Fisher discriminant with "
-                   "shrinkage, calibrated by the labels (see README)")
+    p.add_argument("--method", default="mean", choices=["mean", "shrunk", "lda"],
+                   help="mean: difference of mean latents; shrunk: the same with each level "
+                   "shrunk by its signal share and label-calibrated units; lda: Fisher "
+                   "discriminant with shrinkage (see README)")
+    p.add_argument("--quantile", type=float, default=0.9,
+                   help="shrunk: 1.0 moves the median face without an attribute to this "
+                   "quantile of the faces with it (held-out)")
     p.add_argument("--shrinkage", type=float, default=0.5,
                    help="lda: how far the latent covariance is shrunk to the identity")
     p.add_argument("--utkface", nargs="?", const=str(DEFAULT_UTKFACE), default=None,

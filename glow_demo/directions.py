@@ -149,6 +149,65 @@ def mean_differences(latents: torch.Tensor, labels: np.ndarray) -> torch.Tensor:
     return mean_pos - mean_neg
 
 
+def level_slices(model: Glow) -> list[slice]:
+    """Where each level's latent sits in the flat latent, finest level first."""
+    sizes = [int(np.prod(shape)) for shape in model.latent_shapes]
+    ends = np.cumsum(sizes)
+    return [slice(int(e - n), int(e)) for n, e in zip(sizes, ends, strict=True)]
+
+
+def shrunk_mean_differences(latents: torch.Tensor, labels: np.ndarray,
+                            levels: list[slice]) -> tuple[torch.Tensor, np.ndarray]:
+    """(A, D) mean differences with each level shrunk by its own signal share, and the
+    (A, L) weights used.
+
+    A mean difference over D dimensions carries sampling noise of squared norm about
+    sum(var) * (1/n_with + 1/n_without); for a rare attribute on 12,288 dimensions that is
+    most of the vector (with 800 faces, the held-out gap along a smile direction of norm
+    7.6 was 1.6). The noise spreads evenly over the dimensions, the signal does not, so
+    each level (the finest holds half the dimensions) is scaled by the positive-part
+    James-Stein factor max(0, 1 - noise / |difference|^2) of that level: an edit then
+    carries the attribute, not noise that repaints texture and colour.
+    """
+    diffs = mean_differences(latents, labels)
+    var = latents.double().var(0)
+    pos = (labels > 0).sum(0).astype(np.float64)
+    neg = len(labels) - pos
+    weights = np.zeros((labels.shape[1], len(levels)))
+    for a in range(labels.shape[1]):
+        if pos[a] == 0 or neg[a] == 0:
+            continue
+        scale = 1 / pos[a] + 1 / neg[a]
+        for k, sl in enumerate(levels):
+            noise = float(var[sl].sum()) * scale
+            total = float(diffs[a, sl].double().pow(2).sum())
+            weights[a, k] = max(0.0, 1 - noise / total) if total > 0 else 0.0
+            diffs[a, sl] *= weights[a, k]
+    return diffs, weights
+
+
+def heldout_gaps(latents: torch.Tensor, labels: np.ndarray, fit, quantile: float = 0.5,
+                 folds: int = 2, seed: int = 0) -> np.ndarray:
+    """(A,) the gap between the median face without each attribute and the ``quantile``
+    face with it, along directions ``fit(latents, labels) -> (A, D)`` fitted on the other
+    folds: in-sample projections overstate it many times in 12,288 dimensions."""
+    order = np.random.default_rng(seed).permutation(len(latents))
+    parts = np.array_split(order, folds)
+    gaps = np.zeros((folds, labels.shape[1]))
+    for f, held in enumerate(parts):
+        train = np.concatenate([p for i, p in enumerate(parts) if i != f])
+        directions = fit(latents[train], labels[train])
+        for a, d in enumerate(directions):
+            if not d.any():
+                continue
+            proj = latents[held] @ (d / d.norm())
+            y = torch.from_numpy(labels[held, a] > 0)
+            if y.all() or not y.any():
+                continue
+            gaps[f, a] = float(torch.quantile(proj[y], quantile) - proj[~y].median())
+    return gaps.mean(0)
+
+
 @dataclass
 class LatentCovariance:
     """A rank-k + isotropic model of the latents' covariance (12,288 dimensions cannot
@@ -298,17 +357,21 @@ class Directions:
         return cls(vectors, meta)
 
 
-METHODS = ("mean", "lda")
+METHODS = ("mean", "shrunk", "lda")
 
 
 def build_directions(model: Glow, model_dir: str | Path, images_uint8: torch.Tensor,
                      attr_names: list[str], attrs: np.ndarray, method: str = "mean",
-                     shrinkage: float = 0.5, rank: int = 256,
+                     shrinkage: float = 0.5, rank: int = 256, quantile: float = 0.9,
                      latents: torch.Tensor | None = None) -> Directions:
     """Encode labelled faces (unless ``latents`` are given) and fit one direction per
     attribute, under friendly names.
 
     ``mean``: the difference of the mean latents with and without (OpenAI's Glow demo).
+    ``shrunk``: the mean difference with each level shrunk by its signal share
+    (``shrunk_mean_differences``), scaled so 1.0 moves a face by the held-out gap between
+    the median face without the attribute and the ``quantile`` face with it
+    (``heldout_gaps``): a clear, typical edit in the labels' own terms.
     ``lda``: Fisher's discriminant with ``shrinkage`` towards the identity, over a rank-
     ``rank`` + isotropic covariance (``LatentCovariance``), rescaled by ``calibrate``.
     """
@@ -319,6 +382,17 @@ def build_directions(model: Glow, model_dir: str | Path, images_uint8: torch.Ten
         diffs = mean_differences(latents, attrs)
         unit = "1.0 = the whole mean difference between CelebA faces with and without"
         how = "mean standardised latent of faces with the attribute minus without"
+    elif method == "shrunk":
+        levels = level_slices(model)
+        diffs, level_weights = shrunk_mean_differences(latents, attrs, levels)
+        gaps = heldout_gaps(latents, attrs,
+                            lambda z, y: shrunk_mean_differences(z, y, levels)[0], quantile)
+        norms = diffs.norm(dim=1).clamp(min=1e-12)
+        diffs = diffs / norms[:, None] * torch.from_numpy(np.maximum(gaps, 0)).float()[:, None]
+        unit = (f"1.0 = the held-out gap between the median face without the attribute and "
+                f"the {quantile:.0%} quantile face with it, along the direction")
+        how = ("mean difference, each latent level shrunk by its James-Stein signal share, "
+               "calibrated on held-out folds")
     else:
         covariance = LatentCovariance.fit(latents, rank)
         diffs = lda_directions(latents, attrs, covariance, shrinkage)
@@ -343,6 +417,11 @@ def build_directions(model: Glow, model_dir: str | Path, images_uint8: torch.Ten
     }
     if method == "lda":
         meta["shrinkage"], meta["rank"] = shrinkage, rank
+    if method == "shrunk":
+        meta["quantile"] = quantile
+        meta["level_weights"] = {
+            friendly: [round(float(w), 3) for w in level_weights[by_celeba[celeba]]]
+            for friendly, (celeba, _, _) in {**MAIN_ATTRIBUTES, **OTHER_ATTRIBUTES}.items()}
     return Directions(vectors, meta)
 
 

@@ -37,7 +37,7 @@ from PIL import Image
 from torch import nn
 
 from .data import load_pack
-from .utkface import DEFAULT_UTKFACE, chip_transform, read_utkface, warp_chips
+from .utkface import DEFAULT_UTKFACE, chip_coverage, chip_transform, read_utkface, warp_chips
 
 METER_FILE = "meter.safetensors"
 METER_META = "meter.json"
@@ -115,16 +115,16 @@ def _predict(net: nn.Module, images: torch.Tensor, batch_size: int = 256) -> tor
 
 # ----- UTKFace chips in our crop's layout ----------------------------------------------
 
-def age_box(matrix: np.ndarray, chip_size: int = 200, margin: int = 2) -> tuple[int, ...]:
-    """(x0, y0, x1, y1) in the 64 px crop: the largest axis box inside the chip's footprint."""
-    inv = cv2.invertAffineTransform(matrix)
-    xs = (np.arange(RESOLUTION) + 0.5)
-    grid_x, grid_y = np.meshgrid(xs, xs)
-    src = np.stack([grid_x.ravel(), grid_y.ravel()], 1) @ inv[:, :2].T + inv[:, 2]
-    inside = ((src >= 0) & (src <= chip_size - 1)).all(1).reshape(RESOLUTION, RESOLUTION)
-    rows, cols = np.where(inside.all(1))[0], np.where(inside.all(0))[0]
-    return (int(cols[0]) + margin, int(rows[0]) + margin, int(cols[-1]) + 1 - margin,
-            int(rows[-1]) + 1 - margin)
+def age_box(matrix: np.ndarray, resolution: int = RESOLUTION, margin: int = 1
+            ) -> tuple[int, ...]:
+    """(x0, y0, x1, y1) in the 64 px crop: an axis-aligned box inside the part every
+    chip warped by ``matrix`` covers (its bounding box, shrunk until it fits)."""
+    inside = chip_coverage(matrix, resolution) > 0
+    rows, cols = np.where(inside.any(1))[0], np.where(inside.any(0))[0]
+    x0, y0, x1, y1 = int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+    while not inside[y0:y1, x0:x1].all():
+        x0, y0, x1, y1 = x0 + 1, y0 + 1, x1 - 1, y1 - 1
+    return (x0 + margin, y0 + margin, x1 - margin, y1 - margin)
 
 
 def age_crops(crops64: torch.Tensor, box: tuple[int, ...]) -> torch.Tensor:
@@ -184,20 +184,6 @@ def train_meter(pack_path: str | Path, utkface: str | Path = DEFAULT_UTKFACE,
                 log=print) -> Meter:
     """Train both nets; held-out accuracy and MAE go into ``meta`` (and the log)."""
     torch.manual_seed(0)
-    pack = load_pack(pack_path)
-    train_x, val_x = pack.split()
-    cols = [pack.attr_names.index(a) for a in METER_ATTRIBUTES]
-    labels = torch.from_numpy((pack.attrs[:, cols] > 0).astype(np.float32))
-    train_y, val_y = labels[:len(train_x)], labels[len(train_x):]
-    attributes = small_cnn(len(METER_ATTRIBUTES))
-    _fit(attributes, train_x, train_y, nn.BCEWithLogitsLoss(), epochs, log=log,
-         name="attributes")
-    pred = (_predict(attributes, val_x) > 0).float()
-    accuracy = {a: round(float((pred[:, i] == val_y[:, i]).float().mean()), 4)
-                for i, a in enumerate(METER_ATTRIBUTES)}
-    majority = {a: round(float(max(val_y[:, i].mean(), 1 - val_y[:, i].mean())), 4)
-                for i, a in enumerate(METER_ATTRIBUTES)}
-
     faces = [f for f in read_utkface(utkface) if 10 <= f.age <= 90]
     rng = np.random.default_rng(0)
     matrix = chip_transform(faces)
@@ -213,10 +199,25 @@ def train_meter(pack_path: str | Path, utkface: str | Path = DEFAULT_UTKFACE,
     ages = torch.tensor([[(f.age - 40) / 30] for f in train_f], dtype=torch.float32)
     age = small_cnn(1)
     _fit(age, utk_train, ages, nn.SmoothL1Loss(beta=0.1), age_epochs, log=log, name="age")
-    meter = Meter(attributes.eval(), age.eval(), box, {})
-    est = meter.ages(utk_val)
+    est = (_predict(age, age_crops(utk_val, box))[:, 0] * 30 + 40).numpy()
     true = np.array([f.age for f in val_f])
     mae = float(np.abs(est - true).mean())
+    log(f"age: held-out mean absolute error {mae:.2f} years")
+    pack = load_pack(pack_path)
+    train_x, val_x = pack.split()
+    cols = [pack.attr_names.index(a) for a in METER_ATTRIBUTES]
+    labels = torch.from_numpy((pack.attrs[:, cols] > 0).astype(np.float32))
+    train_y, val_y = labels[:len(train_x)], labels[len(train_x):]
+    attributes = small_cnn(len(METER_ATTRIBUTES))
+    _fit(attributes, train_x, train_y, nn.BCEWithLogitsLoss(), epochs, log=log,
+         name="attributes")
+    pred = (_predict(attributes, val_x) > 0).float()
+    accuracy = {a: round(float((pred[:, i] == val_y[:, i]).float().mean()), 4)
+                for i, a in enumerate(METER_ATTRIBUTES)}
+    majority = {a: round(float(max(val_y[:, i].mean(), 1 - val_y[:, i].mean())), 4)
+                for i, a in enumerate(METER_ATTRIBUTES)}
+
+    meter = Meter(attributes.eval(), age.eval(), box, {})
     by_decade = {f"{lo}-{lo + 9}": round(float((est - true)[(true >= lo) & (true < lo + 10)]
                                                .mean()), 1) for lo in range(20, 80, 10)}
     meter.meta = {
