@@ -10,8 +10,10 @@ import torch
 from glow_demo.directions import (
     LatentCovariance,
     calibrate,
+    heldout_gaps,
     lda_directions,
     mean_differences,
+    shrunk_mean_differences,
 )
 
 D, N = 400, 2000
@@ -69,3 +71,19 @@ def test_calibration_moves_a_face_by_the_median_gap() -> None:
     gap = float(pos.median() - neg.median())
     assert float(direction.norm()) == pytest.approx(abs(gap), rel=0.02)
     assert gap > 0
+
+
+def test_levels_without_signal_are_shrunk_away() -> None:
+    """Signal only in the second 'level': the first, all noise, gets weight ~0."""
+    gen = torch.Generator().manual_seed(4)
+    labels = torch.rand(N, generator=gen) < 0.1
+    z = torch.randn(N, D, generator=gen)
+    z[:, 300:] += 0.5 * labels.float()[:, None]
+    y = np.where(labels.numpy(), 1, -1)[:, None]
+    levels = [slice(0, 300), slice(300, D)]
+    shrunk, weights = shrunk_mean_differences(z, y, levels)
+    assert weights[0, 0] < 0.15 < 0.8 < weights[0, 1] <= 1
+    plain = mean_differences(z, y)[0]
+    assert float(shrunk[0, :300].norm()) < 0.15 * float(plain[:300].norm())
+    gap = heldout_gaps(z, y, lambda a, b: shrunk_mean_differences(a, b, levels)[0])[0]
+    assert gap == pytest.approx(0.5 * 10, rel=0.25)  # 100 dims x 0.5 along the unit vector
