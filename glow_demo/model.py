@@ -437,6 +437,15 @@ class FastLevel:
         return unsqueeze(x), torch.stack(peaks).amax(0).nan_to_num(torch.inf)
 
 
+def _inverse_folded(levels: list[FastLevel], eps_list: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """``Glow.inverse`` through folded levels (what ``Glow.compile_decode`` compiles)."""
+    x, peaks = None, []
+    for level, eps in zip(reversed(levels), reversed(eps_list), strict=True):
+        x, peak = level.inverse(x, eps)
+        peaks.append(peak)
+    return x, torch.stack(peaks).amax(0)
+
+
 class Glow(nn.Module):
     """Multi-scale Glow. ``encode``/``decode`` map images <-> one flat latent per image."""
 
@@ -455,6 +464,7 @@ class Glow(nn.Module):
         # whenever a parameter changes; False runs the training modules themselves.
         self.fast = True
         self._folded: tuple[tuple, list[FastLevel]] | None = None
+        self._compiled: tuple[list[FastLevel], object] | None = None  # see compile_decode
 
     def set_amp(self, dtype: torch.dtype | None) -> None:
         """Run the coupling networks (the bulk of the FLOPs) in ``dtype``; None = off."""
@@ -515,14 +525,38 @@ class Glow(nn.Module):
         return eps_list, log_density
 
     def _inverse(self, eps_list: list[Tensor]) -> tuple[Tensor, Tensor]:
-        """``inverse`` for inference: folded unless training or ``fast`` is off."""
+        """``inverse`` for inference: folded unless training or ``fast`` is off, and
+        compiled for one image once ``compile_decode`` has finished."""
         if self.training or not self.fast:
             return self.inverse(eps_list)
-        x, peaks = None, []
-        for level, eps in zip(reversed(self.folded()), reversed(eps_list), strict=True):
-            x, peak = level.inverse(x, eps)
-            peaks.append(peak)
-        return x, torch.stack(peaks).amax(0)
+        levels, compiled = self.folded(), self._compiled
+        if compiled is not None and compiled[0] is levels and eps_list[0].shape[0] == 1:
+            return compiled[1](levels, eps_list)
+        return _inverse_folded(levels, eps_list)
+
+    def compile_decode(self) -> bool:
+        """``torch.compile`` the folded decode of one image (a slider move), for the CPU.
+
+        Compiling takes minutes the first time and seconds afterwards (inductor keeps
+        its C++ kernels in its on-disk cache, ``TORCHINDUCTOR_CACHE_DIR``, by default
+        /tmp/torchinductor_$USER), so the app calls this in a background thread: decodes
+        run the folded eager path until it returns. False (with a warning) if compiling
+        fails, e.g. without a C++ compiler; decodes then stay eager.
+        """
+        levels = self.folded()
+        example = self.unflatten(torch.zeros(1, self.latent_dim, device=levels[0].prior[0].device))
+        try:
+            compiled = torch.compile(_inverse_folded, dynamic=False)
+            with torch.no_grad():
+                compiled(levels, example)
+        except Exception as err:  # noqa: BLE001 (any compiler failure leaves eager running)
+            import warnings
+
+            warnings.warn(f"torch.compile of the decoder failed, decoding eagerly: {err}",
+                          stacklevel=2)
+            return False
+        self._compiled = (levels, compiled)
+        return True
 
     def bits_per_dim(self, images: Tensor, noise: bool = False) -> Tensor:
         """Per-image bits per dimension of discrete n_bits images (the training loss)."""
