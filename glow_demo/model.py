@@ -438,6 +438,11 @@ class FastLevel:
         return unsqueeze(x), torch.stack(peaks).amax(0).nan_to_num(torch.inf)
 
 
+def _versions(tensors: list[Tensor]) -> list[tuple]:
+    """What changes when a tensor is written to in place or given new storage."""
+    return [(t.data_ptr(), t._version) for t in tensors]
+
+
 def _inverse_folded(levels: list[FastLevel], eps_list: list[Tensor]) -> tuple[Tensor, Tensor]:
     """``Glow.inverse`` through folded levels (what ``Glow.compile_decode`` compiles)."""
     x, peaks = None, []
@@ -464,7 +469,7 @@ class Glow(nn.Module):
         # encode/decode (not training's forward) run a folded copy of the weights, rebuilt
         # whenever a parameter changes; False runs the training modules themselves.
         self.fast = True
-        self._folded: tuple[tuple, list[FastLevel]] | None = None
+        self._folded: tuple[list[Tensor], list[tuple], list[FastLevel]] | None = None
         self._compiled: tuple[list[FastLevel], object] | None = None  # see compile_decode
 
     def set_amp(self, dtype: torch.dtype | None) -> None:
@@ -507,12 +512,17 @@ class Glow(nn.Module):
 
     def folded(self) -> list[FastLevel]:
         """The levels folded for inference (``FastLevel``), cached until a parameter or
-        buffer changes (in place, by an optimizer or a load, or by a move or cast)."""
-        key = tuple((t.data_ptr(), t._version, t.dtype) for t in self.state_dict().values())
+        buffer changes: in place (an optimizer step, a load) or by a move or cast."""
         cached = self._folded
-        if cached is None or cached[0] != key:
-            cached = self._folded = (key, [level.fold() for level in self.levels])
-        return cached[1]
+        if cached is None or cached[1] != _versions(cached[0]):
+            tensors = [*self.parameters(), *self.buffers()]
+            cached = self._folded = (tensors, _versions(tensors),
+                                     [level.fold() for level in self.levels])
+        return cached[2]
+
+    def _apply(self, fn, *args, **kwargs):  # .to(), .double(), ...: fold again afterwards
+        self._folded = None
+        return super()._apply(fn, *args, **kwargs)
 
     def _flow(self, y: Tensor) -> tuple[list[Tensor], Tensor]:
         """``forward`` for inference: folded unless training or ``fast`` is off."""
