@@ -497,12 +497,17 @@ def main(argv: list[str] | None = None) -> None:
                         help="also open a temporary public link (needs internet)")
     parser.add_argument("--weights", default=None,
                         help="folder with the model and its directions (default: weights/)")
+    parser.add_argument("--compile", action="store_true",
+                        help="compile the decoder in the background (torch.compile): about "
+                             "20%% faster decodes once ready, but slider moves are several "
+                             "times slower while it compiles (minutes the first time)")
     args = parser.parse_args(argv)
 
     try:
         editor = FaceEditor.load() if args.weights is None else FaceEditor.load(args.weights)
     except WeightsError as err:
         sys.exit(f"app.py: cannot load the model: {err}")
+    editor.warm_up(compile_decode=args.compile)
     demo = build_demo(editor)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share,
                 max_file_size=MAX_FILE_SIZE, css=CSS, footer_links=["api"],

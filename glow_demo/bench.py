@@ -1,9 +1,12 @@
 """``python -m glow_demo bench``: the speed figures live editing depends on.
 
-Prints encode and decode latency at batch 1 (p50/p95, ms) on the CPU, optionally a
-full edit of a photo (decode + paste back, what one slider move costs), and
-training throughput (images/s) for the shipped config. Tests check correctness;
-this prints figures, because wall time depends on the machine.
+Prints encode and decode latency at batch 1 (p50/p95, ms) on the CPU through the
+training modules, the folded inference path and (decode) the compiled one, timed
+interleaved so that a busy CPU slows all alike; optionally a full edit of a photo
+(decode + paste back: the server's time for one slider move), the app's start-up time
+(``python app.py`` until it serves its page), and training throughput (images/s) for
+the shipped config. Tests check correctness; this prints figures, because wall time
+depends on the machine.
 """
 
 from __future__ import annotations
@@ -25,13 +28,57 @@ def _percentiles(times_s: list[float]) -> str:
 
 
 def _time(fn, repeats: int) -> list[float]:
-    fn()  # warm-up
-    out = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+    return _time_interleaved({"": fn}, repeats)[""]
+
+
+def _time_interleaved(fns: dict[str, object], repeats: int) -> dict[str, list[float]]:
+    """Each function timed ``repeats`` times, taking turns, after one warm-up call each."""
+    for fn in fns.values():
         fn()
-        out.append(time.perf_counter() - start)
+    out: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            out[name].append(time.perf_counter() - start)
     return out
+
+
+def app_startup_seconds(weights: str | Path | None = None, timeout: float = 180) -> float:
+    """Seconds from starting ``python app.py`` until it serves its page."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import tempfile
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, str(root / "app.py"), "--port", str(port)]
+    if weights is not None:
+        cmd += ["--weights", str(weights)]
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as temp:
+        env = {**os.environ, "GRADIO_TEMP_DIR": temp}
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            while time.perf_counter() - start < timeout:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"app.py exited with {proc.returncode}")
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5):
+                        return time.perf_counter() - start
+                except (urllib.error.URLError, ConnectionError, TimeoutError):
+                    time.sleep(0.1)
+            raise RuntimeError(f"app.py did not serve within {timeout:g} s")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
 
 
 def _rss_mb() -> float:
@@ -43,37 +90,78 @@ def _rss_mb() -> float:
 
 
 def run_bench(weights: str | Path, repeats: int = 30, photo: str | None = None,
-              train_steps: int = 3, edits_for_memory: int = 300) -> dict[str, float]:
+              train_steps: int = 3, edits_for_memory: int = 300, compile_decode: bool = True,
+              startup: bool = False) -> dict[str, float]:
     model = Glow.load(weights)
     cfg = model.config
     params = sum(p.numel() for p in model.parameters())
     print(f"model: {cfg} ({params / 1e6:.1f} M parameters)")
     print(f"cpu: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
+    figures: dict[str, float] = {}
+    if startup:  # first, while nothing else of ours runs
+        figures["startup_s"] = app_startup_seconds(weights)
+        print(f"app start-up (python app.py until it serves): {figures['startup_s']:.1f} s")
     x = torch.rand(1, cfg.channels, cfg.resolution, cfg.resolution)
     z = model.encode(x)
-    encode = _time(lambda: model.encode(x), repeats)
-    decode = _time(lambda: model.decode(z), repeats)
-    print(f"encode (batch 1): {_percentiles(encode)}")
-    print(f"decode (batch 1): {_percentiles(decode)}")
-    figures = {"encode_p50_ms": statistics.median(encode) * 1000,
-               "decode_p50_ms": statistics.median(decode) * 1000}
+    x = model.decode(z)  # a face-like image, so encode times an ordinary input
+
+    def using(fast: bool, fn):
+        def timed() -> None:
+            model.fast = fast
+            fn()
+        return timed
+
+    variants = {"modules": False, "folded": True}
+    if compile_decode:
+        start = time.perf_counter()
+        compiled = model.compile_decode()
+        print(f"compile decode (torch.compile, inductor): {time.perf_counter() - start:.1f} s"
+              + ("" if compiled else " - FAILED, decoding eagerly"))
+    encode = _time_interleaved({name: using(fast, lambda: model.encode(x))
+                                for name, fast in variants.items()}, repeats)
+    if compile_decode and compiled:
+        def folded_not_compiled() -> None:
+            compiled_fn, model._compiled = model._compiled, None
+            model.decode(z)
+            model._compiled = compiled_fn
+
+        decode_variants = {"modules": using(False, lambda: model.decode(z)),
+                           "folded": using(True, folded_not_compiled),
+                           "compiled": using(True, lambda: model.decode(z))}
+    else:
+        decode_variants = {name: using(fast, lambda: model.decode(z))
+                           for name, fast in variants.items()}
+    decode = _time_interleaved(decode_variants, repeats)
+    model.fast = True
+    for name, times in encode.items():
+        print(f"encode (batch 1, {name + '):':10s} {_percentiles(times)}")
+        figures[f"encode_{name}_p50_ms"] = statistics.median(times) * 1000
+    for name, times in decode.items():
+        print(f"decode (batch 1, {name + '):':10s} {_percentiles(times)}")
+        figures[f"decode_{name}_p50_ms"] = statistics.median(times) * 1000
 
     if photo:
+        from .directions import Directions
         from .editor import FaceEditor
 
-        editor = FaceEditor.load(weights)
+        editor = FaceEditor(model, Directions.load(weights))
         editor.prepare(photo)  # loads the landmark model once
         # A fresh editor has an empty cache, so this times a real align + encode.
         face = FaceEditor(editor.model, editor.directions).prepare(photo)
         name = editor.attributes[0].name
-        edit = _time(lambda: editor.edit(face, {name: 1.0}), repeats)
+        edits = _time_interleaved({
+            "modules": using(False, lambda: editor.edit(face, {name: 1.0})),
+            "fast": using(True, lambda: editor.edit(face, {name: 1.0}))}, repeats)
+        model.fast = True
         height, width = face.photo.shape[:2]
         smoothed = f", edit base smoothed {face.smoothing:g} px" if face.smoothing else ""
         print(f"prepare {photo} (load + align + encode + edit base, {width}x{height}"
               f"{smoothed}): {face.seconds * 1000:.0f} ms")
-        print(f"edit (decode + paste back, one slider move): {_percentiles(edit)}")
-        figures["edit_p50_ms"] = statistics.median(edit) * 1000
+        for variant, edit in edits.items():
+            print(f"edit (decode + paste back, one slider move; {variant + '):':9s} "
+                  f"{_percentiles(edit)}")
+            figures[f"edit_{variant}_p50_ms"] = statistics.median(edit) * 1000
         # Memory must stay flat over a long editing session (the app shares one editor).
         before = _rss_mb()
         for i in range(edits_for_memory):

@@ -141,7 +141,8 @@ def cmd_bpd(args: argparse.Namespace) -> None:
 def cmd_bench(args: argparse.Namespace) -> None:
     from .bench import run_bench
 
-    run_bench(args.weights, repeats=args.repeats, photo=args.photo, train_steps=args.train_steps)
+    run_bench(args.weights, repeats=args.repeats, photo=args.photo, train_steps=args.train_steps,
+              compile_decode=not args.no_compile, startup=args.startup)
 
 
 def cmd_align(args: argparse.Namespace) -> None:
@@ -368,6 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--train-steps", type=int, default=3)
     p.add_argument("--photo", default=None, help="also time a full edit of this photo")
+    p.add_argument("--no-compile", action="store_true", help="skip the compiled decoder")
+    p.add_argument("--startup", action="store_true",
+                   help="also time python app.py from start until it serves its page")
     _add_weights(p)
     p.set_defaults(func=cmd_bench)
 
