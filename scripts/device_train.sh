@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One resumable training job on a lent GPU machine (10 minutes per command, files back
 # <= 16 MiB each, 64 MiB carried). Run it from the repo root *on the device*, carrying
-#   data/celeba64.npz   the packed training set (`python -m glow_demo pack`, 30 MB)
+#   data/celeba64.npz   the packed training set (`python -m glow_demo pack`, 30 MB; DATA=...
+#                       picks another; data/faces64.npz of `pack --celeba-test`, with
+#                       950 more people, is 77 MB: over the 64 MiB carry limit as it is)
 #   device/model/       the model to continue from, float16 (15 MB): the first time,
 #                       `cp weights/glow.* device/model/`; afterwards, the files that
 #                       came back from the previous job ($OUT/model/)
@@ -18,12 +20,13 @@ MINUTES=${1:-8}
 BATCH=${2:-64}
 EXTRA=("${@:3}")
 OUT=${OUT:-out}
+DATA=${DATA:-data/celeba64.npz}
 INIT=()
 [ -f device/model/glow.safetensors ] && INIT=(--init-from device/model)
 PY=${PYTHON:-python3}
 NPROC=$("$PY" -c "import torch; print(max(1, torch.cuda.device_count()))")
 "$PY" -m torch.distributed.run --standalone --nproc_per_node="$NPROC" -m glow_demo train \
-  --data data/celeba64.npz --out "$OUT/run" --minutes "$MINUTES" --batch-size "$BATCH" \
+  --data "$DATA" --out "$OUT/run" --minutes "$MINUTES" --batch-size "$BATCH" \
   --amp --warmup 100 --val-every 500 --checkpoint-minutes 2 --save-dtype float16 "${INIT[@]}" \
   "${EXTRA[@]}"
 mkdir -p "$OUT/model"

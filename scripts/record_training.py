@@ -1,0 +1,78 @@
+"""Append one training run to ``weights/training.json``, the model's cumulative record.
+
+    PYTHONPATH=. python scripts/record_training.py RUN_DIR --command "..." --hardware "..." \
+        --data "..." [--strangers-bpd 1.16] [--record weights/training.json]
+
+Run directories are lost between machines, so what a run taught the shipped model is
+kept here, in git: images seen over all runs, wall time, hardware and the validation
+curve against *cumulative* images seen (a run continued with ``--init-from`` logs its
+own images from 0). Call it once per run whose model is committed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", help="run directory with log.jsonl")
+    parser.add_argument("--record", default="weights/training.json")
+    parser.add_argument("--command", required=True)
+    parser.add_argument("--hardware", required=True)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--strangers-bpd", type=float)
+    parser.add_argument("--storage", default="float16")
+    args = parser.parse_args()
+
+    path = Path(args.record)
+    record = json.loads(path.read_text())
+    log = [json.loads(line) for line in (Path(args.run) / "log.jsonl").read_text().splitlines()]
+    if not log:
+        raise SystemExit(f"{args.run}/log.jsonl is empty")
+    config = json.loads((Path(args.run) / "model" / "glow.json").read_text())
+    if record.get("config") not in (None, config):
+        raise SystemExit(f"{args.record} records a model of another config: start a new record")
+    before = int(record.get("images_seen", 0))
+    minutes = (log[-1]["time"] - log[0]["time"]) / 60 if len(log) > 1 else 0.0
+    first = log[0]
+    # the run's wall time: from its start (one validation interval before the first
+    # logged one, at the same pace) to its last validation
+    if len(log) > 1 and first["images_seen"]:
+        pace = (log[-1]["time"] - first["time"]) / (log[-1]["images_seen"] - first["images_seen"])
+        minutes += first["images_seen"] * pace / 60
+    run = {
+        "date": time.strftime("%Y-%m-%d", time.gmtime(log[-1]["time"])),
+        "command": args.command,
+        "hardware": args.hardware,
+        "data": args.data,
+        "images_seen": int(log[-1]["images_seen"]),
+        "wall_minutes": round(minutes, 1),
+        "validation_bpd": round(log[-1]["val_bpd"], 4),
+    }
+    if args.strangers_bpd is not None:
+        run["strangers_bpd"] = args.strangers_bpd
+    curve = record.get("validation_curve", {})
+    for row in log:
+        curve[str(before + int(row["images_seen"]))] = round(row["val_bpd"], 4)
+    record.update({
+        "config": config,
+        "storage": args.storage,
+        "images_seen": before + run["images_seen"],
+        "wall_minutes": round(record.get("wall_minutes", 0) + run["wall_minutes"], 1),
+        "validation_bpd": run["validation_bpd"],
+        "validation_curve": curve,
+        "runs": [*record.get("runs", []), run],
+    })
+    if args.strangers_bpd is not None:
+        record["strangers_bpd"] = args.strangers_bpd
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"{path}: {record['images_seen']} images over {len(record['runs'])} runs, "
+          f"{record['wall_minutes']:.0f} minutes, validation {record['validation_bpd']:.4f}")
+
+
+if __name__ == "__main__":
+    main()
