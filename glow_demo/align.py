@@ -244,7 +244,7 @@ def _dlib_models() -> tuple:
 
 @dataclass(frozen=True)
 class Detection:
-    """The largest face in an image: its 68 landmarks and box, in that image's pixels."""
+    """A face in an image: its 68 landmarks and box, in that image's pixels."""
 
     landmarks: np.ndarray  # (68, 2) float64, x, y
     box: tuple[float, float, float, float]  # the detector's: left, top, right, bottom
@@ -298,9 +298,23 @@ def detect_face(image: np.ndarray, template: Template | None = None) -> Detectio
     """
     boxes = find_faces(image)
     box = max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
+    return _steady_detection(image, box, len(boxes), template)
+
+
+def detect_faces(image: np.ndarray, template: Template | None = None,
+                 min_face_px: float = 0) -> list[Detection]:
+    """Every face in an (H, W, 3) uint8 RGB image at least ``min_face_px`` wide, left to
+    right, each with steady landmarks as in ``detect_face``; raise ``NoFaceError``."""
+    boxes = find_faces(image)
+    kept = sorted((b for b in boxes if b[2] - b[0] >= min_face_px), key=lambda b: b[0])
+    return [_steady_detection(image, box, len(boxes), template) for box in kept]
+
+
+def _steady_detection(image: np.ndarray, box: Box, n_faces: int,
+                      template: Template | None) -> Detection:
     first = predict_landmarks(image, [box])
     landmarks = predict_landmarks(image, canonical_boxes(first, template or load_template()))
-    return Detection(landmarks=landmarks, box=box, n_faces=len(boxes))
+    return Detection(landmarks=landmarks, box=box, n_faces=n_faces)
 
 
 def canonical_boxes(landmarks: np.ndarray, template: Template) -> list[Box]:
@@ -412,7 +426,7 @@ class AlignedFace:
     crop: np.ndarray  # (S, S, 3) uint8
     matrix: np.ndarray  # (2, 3) float64: photo pixel -> crop pixel
     landmarks: np.ndarray  # (68, 2) in photo pixels
-    n_faces: int  # faces found in the photo (the largest one is this)
+    n_faces: int  # faces found in the photo (align_face: the largest one is this)
     box: tuple[float, float, float, float]  # detector box in photo pixels: l, t, r, b
     photo_size: tuple[int, int]  # (width, height) of the photo it came from
 
@@ -434,7 +448,6 @@ def align_face(photo: PhotoSource, template: Template | None = None) -> AlignedF
     by repeating the edge pixels: the model never saw black borders.
     """
     image = np.asarray(load_photo(photo))
-    height, width = image.shape[:2]
     template = load_template() if template is None else template
     found = detect_face(image, template)
     face_width = found.box[2] - found.box[0]
@@ -442,7 +455,27 @@ def align_face(photo: PhotoSource, template: Template | None = None) -> AlignedF
         raise FaceTooSmallError(
             f"The face is only about {face_width:.0f} pixels wide; it needs at least "
             f"{MIN_FACE_PX} (100 or more looks best). Try a larger or closer photo.")
+    return _align(image, found, template)
 
+
+def align_faces(photo: PhotoSource, template: Template | None = None) -> list[AlignedFace]:
+    """Every face in a photo at least ``MIN_FACE_PX`` wide, aligned like ``align_face``,
+    left to right (by the left edge of the detector's box). The largest one is aligned
+    exactly as ``align_face`` aligns it. Raises ``NoFaceError`` or, when every face is
+    too small, ``FaceTooSmallError``."""
+    image = np.asarray(load_photo(photo))
+    template = load_template() if template is None else template
+    found = detect_faces(image, template, MIN_FACE_PX)
+    if not found:
+        raise FaceTooSmallError(
+            f"Every face in the photo is under {MIN_FACE_PX} pixels wide (100 or more looks "
+            "best). Try a larger or closer photo.")
+    return [_align(image, detection, template) for detection in found]
+
+
+def _align(image: np.ndarray, found: Detection, template: Template) -> AlignedFace:
+    """Warp one detected face onto the template's crop (see ``align_face``)."""
+    height, width = image.shape[:2]
     unit = similarity_fit(found.landmarks[STABLE], template.landmarks[STABLE])  # -> 0..1
     size = int(np.clip(round(1.0 / _scale(unit)), CROP_MIN, CROP_MAX))
     # crop pixel = S * unit - 0.5 (pixel centres at (i + 0.5) / S)
@@ -540,6 +573,71 @@ def paste_back(photo: np.ndarray, face: AlignedFace, delta: np.ndarray,
     photo_to_crop[:, 2] += face.matrix[:, :2] @ (x0, y0)
     change = _warp(weighted, photo_to_crop, (x1 - x0, y1 - y0), cv2.INTER_LINEAR,
                    cv2.BORDER_CONSTANT)
+    region = out[y0:y1, x0:x1].astype(np.float32) + change
+    out[y0:y1, x0:x1] = np.clip(np.round(region), 0, 255).astype(np.uint8)
+    return out
+
+
+def paste_back_many(photo: np.ndarray, faces: list[AlignedFace],
+                    deltas: list[np.ndarray | None], feather: float = 0.15,
+                    spread: float = 0.15) -> np.ndarray:
+    """``paste_back`` for several faces of one photo at once; a ``None`` delta is a face
+    left as it is. One face is exactly ``paste_back``.
+
+    The crops of neighbouring faces overlap (a crop is about twice as wide as its face),
+    so each one's feathered mask is shared out where they meet: face i's change counts
+    with weight ``m_i * s_i``, where ``m_i`` is its feathered mask and ``s_i`` its share,
+    ``m_i c_i / sum_j m_j c_j``, with ``c`` a Gaussian of the distance from each crop's
+    centre (``spread`` of the crop side). Near a face's own centre its own change wins;
+    between two faces the changes cross-fade; every weight is smooth, so no seam shows.
+    Faces left as they are (``None``) still take their share, so an edit of a neighbour
+    does not spill onto them. All deltas ``None`` or zero: the photo, byte for byte.
+    """
+    if len(faces) != len(deltas):
+        raise ValueError(f"{len(faces)} faces but {len(deltas)} deltas")
+    edited = [i for i, d in enumerate(deltas) if d is not None and np.any(d)]
+    if not edited:
+        return photo.copy()
+    if len(faces) == 1:
+        return paste_back(photo, faces[0], deltas[0], feather)
+    height, width = photo.shape[:2]
+    rects = [_footprint(cv2.invertAffineTransform(f.matrix), f.size, f.size, (width, height))
+             for f in faces]
+    x0 = min(r[0] for r in rects)
+    y0 = min(r[1] for r in rects)
+    x1 = max(r[2] for r in rects)
+    y1 = max(r[3] for r in rects)
+    if x1 <= x0 or y1 <= y0:
+        return photo.copy()
+    change = np.zeros((y1 - y0, x1 - x0, 3), np.float32)
+    weight_sum = np.zeros((y1 - y0, x1 - x0), np.float32)  # sum_j m_j c_j
+    own = {}  # i -> m_i^2 c_i, for the edited faces
+    for i, face in enumerate(faces):
+        size = face.size
+        if face.photo_size != (width, height):
+            raise ValueError("every face must come from this photo")
+        t = (np.arange(size, dtype=np.float32) + 0.5) / size - 0.5
+        r2 = t[None, :] ** 2 + t[:, None] ** 2
+        mask = feather_mask(size, feather)
+        centrality = np.exp(-r2 / (2 * spread**2)).astype(np.float32)
+        photo_to_crop = face.matrix.copy()
+        photo_to_crop[:, 2] += face.matrix[:, :2] @ (x0, y0)
+        weights = _warp(np.dstack([mask * centrality, mask * mask * centrality]),
+                        photo_to_crop, (x1 - x0, y1 - y0), cv2.INTER_LINEAR,
+                        cv2.BORDER_CONSTANT)
+        weight_sum += weights[..., 0]
+        if i in edited:
+            if deltas[i].shape != (size, size, 3):
+                raise ValueError(f"delta {i} must be ({size}, {size}, 3), got "
+                                 f"{deltas[i].shape}")
+            moved = _warp(deltas[i].astype(np.float32), photo_to_crop, (x1 - x0, y1 - y0),
+                          cv2.INTER_LINEAR, cv2.BORDER_CONSTANT)
+            own[i] = (weights[..., 1], moved)
+    for squared, moved in own.values():
+        change += moved * squared[..., None]
+    share = np.where(weight_sum > 0, 1.0 / np.maximum(weight_sum, 1e-30), 0.0)
+    change *= share[..., None].astype(np.float32)
+    out = photo.copy()
     region = out[y0:y1, x0:x1].astype(np.float32) + change
     out[y0:y1, x0:x1] = np.clip(np.round(region), 0, 255).astype(np.uint8)
     return out

@@ -218,10 +218,14 @@ class FaceEditor:
 
     # ----- edit -> decode -> paste back ---------------------------------------------
     def edit(self, face: Face, strengths: dict[str, float],
-             disentangle: dict[str, tuple[str, ...]] | None = None) -> EditResult:
-        """Apply attribute strengths (0 = unchanged); only decodes, the encoding is cached."""
+             disentangle: dict[str, tuple[str, ...]] | None = None,
+             directions: Directions | None = None) -> EditResult:
+        """Apply attribute strengths (0 = unchanged); only decodes, the encoding is cached.
+        ``directions``: the ones to edit along instead of the editor's own (e.g. with a
+        person's custom directions added, see ``custom_directions``)."""
         start = time.perf_counter()
-        offset = self.directions.vector(strengths, disentangle).to(face.base.device)
+        directions = directions or self.directions
+        offset = directions.vector(strengths, disentangle).to(face.base.device)
         return self._render(face, offset, extra=None, start=start)
 
     def edit_batch(self, face: Face, strengths: list[dict[str, float]]) -> list[EditResult]:
@@ -250,11 +254,12 @@ class FaceEditor:
         return self._render(a, offset, extra=extra, start=start)
 
     def edit_latent(self, latent: torch.Tensor, strengths: dict[str, float],
-                    disentangle: dict[str, tuple[str, ...]] | None = None
-                    ) -> tuple[torch.Tensor, float]:
+                    disentangle: dict[str, tuple[str, ...]] | None = None,
+                    directions: Directions | None = None) -> tuple[torch.Tensor, float]:
         """Edit a face that has no photo (a sample's latent): the decoded (3, 64, 64)
         image and the fraction of the edit applied."""
-        offset = self.directions.vector(strengths, disentangle).to(latent.device)
+        directions = directions or self.directions
+        offset = directions.vector(strengths, disentangle).to(latent.device)
         return self._decode_stably(latent, offset, unchanged=None)
 
     def _decode_stably(self, base: torch.Tensor, offset: torch.Tensor,

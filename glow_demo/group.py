@@ -1,0 +1,209 @@
+"""Every face in a group photo: align, encode and edit them all, paste them all back.
+
+``prepare_group`` finds every face at least ``align.MIN_FACE_PX`` wide, aligns each one
+as ``align_face`` aligns a single face, and encodes them in one batch; each gets its own
+edit base, exactly as ``FaceEditor.prepare`` finds it (smoothed only if that face is
+unusual for the model). ``edit_group`` gives every face its own strengths (a face may be
+left as it is), decodes all the edited faces in one batch, guards each against an
+exploding inverse as ``FaceEditor.edit`` does, and pastes all the changes back into the
+photo at once (``align.paste_back_many``: where two faces' crops overlap, each face's
+own change wins near its centre and they cross-fade between, without a seam).
+
+Faces are numbered left to right (0 = leftmost). A photo with one face is prepared and
+edited by exactly the operations of ``FaceEditor.prepare`` and ``FaceEditor.edit``: the
+result is the same, byte for byte.
+
+    group = prepare_group(editor, "team.jpg")
+    result = edit_group(editor, group, strengths_for(group, "all", {"smile": 1.0}))
+    result.photo.save("team-smiling.png")
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .align import align_faces, load_photo, paste_back_many
+from .directions import Directions
+from .editor import BASE_PEAK, Face, FaceEditor, _upsample
+from .images import pil_to_tensor, tensor_to_pil
+from .model import STABLE_PEAK
+
+FacesSpec = str | Sequence[int]  # "largest" | "all" | indices (left to right, from 0)
+FACES_HELP = '"largest" (default), "all", or a list of face numbers (0 = leftmost)'
+
+
+@dataclass
+class Group:
+    """A photo prepared for editing every face in it."""
+
+    photo: np.ndarray  # (H, W, 3) uint8, the whole photo
+    faces: list[Face]  # left to right; each shares ``photo``
+    seconds: float  # align + encode + edit bases, all faces
+
+    def __len__(self) -> int:
+        return len(self.faces)
+
+    @property
+    def largest(self) -> int:
+        """The index of the largest face (by its detector box): the one ``align_face``
+        and ``FaceEditor.prepare`` use."""
+        areas = [(f.aligned.box[2] - f.aligned.box[0]) * (f.aligned.box[3] - f.aligned.box[1])
+                 for f in self.faces]
+        return int(np.argmax(areas))
+
+    def thumbnails(self, size: int = 96) -> list[Image.Image]:
+        """Each face's aligned crop, ``size`` px square, left to right."""
+        return [Image.fromarray(f.aligned.crop).resize((size, size), Image.LANCZOS)
+                for f in self.faces]
+
+
+@dataclass
+class GroupResult:
+    photo: Image.Image  # the full photo, every edited face pasted back
+    crops: list[Image.Image]  # each face's aligned crop, edited (as it was if not edited)
+    model_views: list[Image.Image]  # the model's 64 x 64 output per face
+    applied: list[float]  # fraction of each face's edit applied (1.0: in full or no edit)
+    seconds: float = field(default=0.0)
+
+    @property
+    def message(self) -> str:
+        """What to tell the person about faces whose edit was scaled back."""
+        notes = [f"face {i + 1}: {_scaled_back(a)}" for i, a in enumerate(self.applied)
+                 if a < 1.0]
+        return "; ".join(notes)
+
+
+def _scaled_back(applied: float) -> str:
+    if applied == 0.0:
+        return "the model cannot make this edit and keep it a face"
+    return f"scaled back to {applied:.0%} of its strength to stay a face"
+
+
+def select_faces(spec: FacesSpec | None, group: Group) -> list[int]:
+    """Indices of the faces a ``FacesSpec`` names; ValueError with a message if bad."""
+    n = len(group)
+    if spec is None or spec == "largest":
+        return [group.largest]
+    if spec == "all":
+        return list(range(n))
+    if isinstance(spec, str):
+        raise ValueError(f"faces must be {FACES_HELP}; got {spec!r}")
+    try:
+        items = list(spec)
+    except TypeError:
+        raise ValueError(f"faces must be {FACES_HELP}; got {spec!r}") from None
+    if not items:
+        raise ValueError("faces is an empty list: name at least one face")
+    if not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in items):
+        raise ValueError(f"face numbers must be whole numbers; got {spec!r}")
+    indices = [int(i) for i in items]
+    bad = [i for i in indices if not 0 <= i < n]
+    if bad:
+        raise ValueError(f"no face number {bad[0]}: the photo has {n} face(s), numbered "
+                         f"0 to {n - 1} from the left")
+    return sorted(set(indices))
+
+
+def strengths_for(group: Group, spec: FacesSpec | None, strengths: Mapping[str, float]
+                  ) -> list[dict[str, float]]:
+    """One strengths dict per face: ``strengths`` for the faces ``spec`` names, {} else."""
+    chosen = set(select_faces(spec, group))
+    return [dict(strengths) if i in chosen else {} for i in range(len(group))]
+
+
+def prepare_group(editor: FaceEditor, photo) -> Group:
+    """Find, align and encode every face in a photo (one batch). Raises PhotoError."""
+    start = time.perf_counter()
+    image = load_photo(photo)
+    array = np.asarray(image)
+    aligned = align_faces(image)
+    inputs = [a.model_input(editor.resolution) for a in aligned]
+    device = editor._device()
+    x = torch.stack([pil_to_tensor(m) for m in inputs]).to(device)
+    latents, bpd = editor.model.encode_with_bpd(x)
+    decoded, peaks = editor.model.decode_with_peak(latents)
+    faces = []
+    for i, (face, model_input) in enumerate(zip(aligned, inputs, strict=True)):
+        if peaks[i] < BASE_PEAK:  # what FaceEditor._stable_base finds at radius 0
+            base, base_decoded, smoothing = latents[i], decoded[i], 0.0
+        else:
+            base, base_decoded, smoothing = editor._stable_base(model_input, latents[i])
+        faces.append(Face(photo=array, aligned=face, model_input=model_input,
+                          latent=latents[i], bits_per_dim=float(bpd[i]), base=base,
+                          base_decoded=base_decoded, smoothing=smoothing, seconds=0.0))
+    seconds = time.perf_counter() - start
+    for face in faces:
+        face.seconds = seconds
+    return Group(photo=array, faces=faces, seconds=seconds)
+
+
+def edit_group(editor: FaceEditor, group: Group,
+               strengths: Sequence[Mapping[str, float] | None],
+               disentangle: dict[str, tuple[str, ...]] | None = None,
+               directions: Directions | None = None) -> GroupResult:
+    """Edit each face by its own strengths (one mapping per face; None or {} = leave it).
+
+    The edited faces are decoded in one batch; a face whose edit would explode is scaled
+    back on its own (``FaceEditor``'s guard), the others are not affected.
+    """
+    start = time.perf_counter()
+    if len(strengths) != len(group):
+        raise ValueError(f"{len(group)} faces but {len(strengths)} sets of strengths")
+    directions = directions or editor.directions
+    if len(group) == 1:  # one face: exactly FaceEditor.edit
+        result = editor.edit(group.faces[0], dict(strengths[0] or {}), disentangle,
+                             directions=directions)
+        return GroupResult(photo=result.photo, crops=[result.crop],
+                           model_views=[result.model_view], applied=[result.applied],
+                           seconds=time.perf_counter() - start)
+    offsets = [directions.vector(dict(s or {}), disentangle).to(f.base.device)
+               for s, f in zip(strengths, group.faces, strict=True)]
+    decoded = [f.base_decoded for f in group.faces]
+    applied = [1.0] * len(group)
+    active = [i for i, o in enumerate(offsets) if o.any()]
+    if active:
+        batch = torch.stack([group.faces[i].base + offsets[i] for i in active])
+        images, peaks = editor.model.decode_with_peak(batch)
+        for k, i in enumerate(active):
+            if peaks[k] < STABLE_PEAK:
+                decoded[i] = images[k]
+            else:
+                face = group.faces[i]
+                decoded[i], applied[i] = editor._decode_stably(face.base, offsets[i],
+                                                               face.base_decoded)
+    deltas: list[np.ndarray | None] = [None] * len(group)
+    for i in active:
+        face = group.faces[i]
+        deltas[i] = _upsample(decoded[i] - face.base_decoded, face.crop_size)
+    photo = paste_back_many(group.photo, [f.aligned for f in group.faces], deltas)
+    crops = []
+    for face, delta in zip(group.faces, deltas, strict=True):
+        crop = face.aligned.crop.astype(np.float32) + (0 if delta is None else delta)
+        crops.append(Image.fromarray(np.clip(crop, 0, 255).round().astype(np.uint8)))
+    return GroupResult(photo=Image.fromarray(photo), crops=crops,
+                       model_views=[tensor_to_pil(d) for d in decoded], applied=applied,
+                       seconds=time.perf_counter() - start)
+
+
+def edit_photo(editor: FaceEditor, photo, strengths: Mapping[str, float],
+               faces: FacesSpec | None = "largest",
+               disentangle: dict[str, tuple[str, ...]] | None = None,
+               directions: Directions | None = None) -> GroupResult:
+    """One call for the CLI and the API: ``faces="largest"`` is today's single-face path
+    (``FaceEditor.prepare`` + ``edit``, cached); otherwise every face is found and the
+    named ones get ``strengths``."""
+    if faces is None or faces == "largest":
+        face = editor.prepare(photo)
+        result = editor.edit(face, dict(strengths), disentangle, directions=directions)
+        return GroupResult(photo=result.photo, crops=[result.crop],
+                           model_views=[result.model_view], applied=[result.applied],
+                           seconds=result.seconds)
+    group = prepare_group(editor, photo)
+    return edit_group(editor, group, strengths_for(group, faces, strengths), disentangle,
+                      directions)
