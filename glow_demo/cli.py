@@ -176,31 +176,107 @@ def _strengths(args: argparse.Namespace, names: list[str]) -> dict[str, float]:
     return {n: getattr(args, n) for n in names if getattr(args, n)}
 
 
+def _faces_spec(text: str):
+    """--faces: "largest", "all" or face numbers "0,2" (left to right, from 0)."""
+    text = text.strip().lower()
+    if text in ("largest", "all"):
+        return text
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--faces takes largest, all or face numbers such as 0,2; got {text!r}") from None
+
+
+def _custom_directions(editor, pairs: list[list[str]]):
+    """--direction FILE NAME=S ...: the directions with the files' ones added, and the
+    strengths asked for."""
+    from .custom_directions import CustomDirectionError, load_for, with_custom
+
+    loaded, strengths = {}, {}
+    for file, setting in pairs:
+        name, sep, value = setting.partition("=")
+        try:
+            strength = float(value) if sep else 1.0
+        except ValueError:
+            raise SystemExit(f"--direction {file} {setting}: strength {value!r} is not a "
+                             "number") from None
+        try:
+            found = {c.name: c for c in load_for(editor, file)}
+        except CustomDirectionError as err:
+            raise SystemExit(f"--direction {file}: {err}") from None
+        if name not in found:
+            raise SystemExit(f"--direction {file}: no direction {name!r} in it (it has "
+                             f"{', '.join(found)})")
+        loaded[name] = found[name]
+        strengths[name] = strength
+    try:
+        return with_custom(editor.directions, list(loaded.values())), strengths
+    except CustomDirectionError as err:
+        raise SystemExit(str(err)) from None
+
+
 def cmd_edit(args: argparse.Namespace) -> None:
     from .align import PhotoError
+    from .group import edit_photo
 
     editor = _load_editor(args)
     strengths = _strengths(args, [a.name for a in editor.attributes])
+    directions = None
+    if args.direction:
+        directions, custom = _custom_directions(editor, args.direction)
+        strengths.update(custom)
     disentangle = {n: tuple(args.keep) for n in strengths} if args.keep else None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     failures = 0
     for path in _photos(args.photos):
         try:
-            face = editor.prepare(path)
-        except PhotoError as err:
+            result = edit_photo(editor, path, strengths, args.faces, disentangle, directions)
+        except (PhotoError, ValueError) as err:
             failures += 1
             print(f"{path}: {err}", file=sys.stderr)
             continue
-        result = editor.edit(face, strengths, disentangle)
-        image = result.crop if args.crop else result.photo
         suffix = path.suffix if path.suffix.lower() in (".png", ".jpg", ".jpeg") else ".png"
-        target = out / (path.stem + suffix)
-        image.save(target, quality=95) if suffix != ".png" else image.save(target)
-        note = f" ({result.message})" if result.message else ""
-        print(f"{path} -> {target}{note}")
+        if args.crop:
+            several = len(result.crops) > 1
+            images = [(f"{path.stem}_face{i}" if several else path.stem, crop)
+                      for i, crop in enumerate(result.crops)]
+        else:
+            images = [(path.stem, result.photo)]
+        notes = [f"{len(result.applied)} faces"] if len(result.applied) > 1 else []
+        notes += [result.message] if result.message else []
+        note = f" ({'; '.join(notes)})" if notes else ""
+        for stem, image in images:
+            target = out / (stem + suffix)
+            image.save(target, quality=95) if suffix != ".png" else image.save(target)
+            print(f"{path} -> {target}{note}")
     if failures:
         raise SystemExit(1)
+
+
+def cmd_learn_direction(args: argparse.Namespace) -> None:
+    from .custom_directions import (
+        CustomDirectionError,
+        learn_direction,
+        load_for,
+        save_directions,
+    )
+
+    editor = _load_editor(args)
+    out = Path(args.out)
+    kept = []
+    try:
+        if out.exists():  # add to the file: several sliders in one
+            kept = [c for c in load_for(editor, out) if c.name != args.name]
+        custom = learn_direction(editor, args.name, _photos(args.with_), _photos(args.without),
+                                 label=args.label)
+    except CustomDirectionError as err:
+        raise SystemExit(f"error: {err}") from None
+    save_directions(out, [*kept, custom])
+    print(f"{custom.name}: {custom.advice}")
+    print(f"wrote {out} ({len(kept) + 1} direction(s)); use it with "
+          f"`python -m glow_demo edit PHOTO -o OUT --direction {out} {custom.name}=1.0`")
 
 
 def cmd_mix(args: argparse.Namespace) -> None:
@@ -388,6 +464,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop", action="store_true", help="write the edited aligned face only")
     p.add_argument("--keep", nargs="*", default=[], metavar="ATTR",
                    help="disentangle: hold these attributes fixed (e.g. --age 1 --keep male)")
+    p.add_argument("--faces", type=_faces_spec, default="largest",
+                   help="which faces to edit: largest (default), all, or face numbers "
+                   "from the left such as 0,2")
+    p.add_argument("--direction", nargs=2, action="append", default=[],
+                   metavar=("FILE", "NAME=S"),
+                   help="a custom slider from a file written by `learn-direction`, at "
+                   "strength S (repeatable)")
     _add_weights(p)
     from .directions import EXTRA_ATTRIBUTES, MAIN_ATTRIBUTES, OTHER_ATTRIBUTES
 
@@ -398,6 +481,20 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=float, default=0.0,
                        metavar="S", help=f"{label} strength (1.0 = CelebA's mean difference)")
     p.set_defaults(func=cmd_edit)
+
+    p = sub.add_parser("learn-direction",
+                       help="a slider of your own from >= 3 photos with an attribute and "
+                       ">= 3 without")
+    p.add_argument("name", help="the slider's name, e.g. hat")
+    p.add_argument("--with", dest="with_", nargs="+", required=True, metavar="PHOTO",
+                   help="photos (or folders) of faces with the attribute")
+    p.add_argument("--without", nargs="+", required=True, metavar="PHOTO",
+                   help="photos (or folders) of faces without it")
+    p.add_argument("--label", default=None, help="the slider's label")
+    p.add_argument("-o", "--out", required=True,
+                   help="the .safetensors file to write (an existing one is added to)")
+    _add_weights(p)
+    p.set_defaults(func=cmd_learn_direction)
 
     p = sub.add_parser("mix", help="morph one face into another (GIF or MP4)")
     p.add_argument("photo_a")

@@ -30,7 +30,7 @@ from PIL import Image
 
 from .align import align_faces, load_photo, paste_back_many
 from .directions import Directions
-from .editor import BASE_PEAK, Face, FaceEditor, _upsample
+from .editor import BASE_PEAK, EditResult, Face, FaceEditor, _upsample
 from .images import pil_to_tensor, tensor_to_pil
 from .model import STABLE_PEAK
 
@@ -73,16 +73,16 @@ class GroupResult:
 
     @property
     def message(self) -> str:
-        """What to tell the person about faces whose edit was scaled back."""
-        notes = [f"face {i + 1}: {_scaled_back(a)}" for i, a in enumerate(self.applied)
-                 if a < 1.0]
+        """What to tell the person about faces whose edit was scaled back (for one face,
+        ``EditResult.message``)."""
+        if len(self.applied) == 1:
+            return _note(self.applied[0])
+        notes = [f"face {i}: {_note(a)}" for i, a in enumerate(self.applied) if a < 1.0]
         return "; ".join(notes)
 
 
-def _scaled_back(applied: float) -> str:
-    if applied == 0.0:
-        return "the model cannot make this edit and keep it a face"
-    return f"scaled back to {applied:.0%} of its strength to stay a face"
+def _note(applied: float) -> str:
+    return EditResult(photo=None, crop=None, model_view=None, applied=applied).message
 
 
 def select_faces(spec: FacesSpec | None, group: Group) -> list[int]:
