@@ -44,6 +44,7 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
 import argparse  # noqa: E402
 import atexit  # noqa: E402
+import json  # noqa: E402
 import math  # noqa: E402
 import random  # noqa: E402
 import shutil  # noqa: E402
@@ -57,7 +58,15 @@ from gradio.utils import get_upload_folder  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from glow_demo.align import PhotoError  # noqa: E402
+from glow_demo.custom_directions import (  # noqa: E402
+    CustomDirectionError,
+    learn_direction,
+    load_for,
+    save_directions,
+    with_custom,
+)
 from glow_demo.editor import FaceEditor  # noqa: E402
+from glow_demo.group import edit_group, edit_photo, prepare_group  # noqa: E402
 from glow_demo.images import photo_paths  # noqa: E402
 from glow_demo.model import WeightsError  # noqa: E402
 
@@ -72,6 +81,9 @@ CACHE_CLEANUP = (900, 3600)  # every 15 min Gradio deletes its files older than 
 MAX_MORPH_STEPS = 60
 SESSION_TTL_S = 3 * 3600  # a session's prepared faces are dropped after this long
 INVALID_FILE = "Invalid file."  # the one answer for a photo that is not a file we received
+MAX_CUSTOM = 4  # sliders of a person's own per session
+ALL_FACES = "All faces"
+THUMB_SIZE = 96
 
 CSS = """
 .latency p { font-size: var(--text-xs); color: var(--body-text-color-subdued);
@@ -168,6 +180,127 @@ def edit_status(result) -> str:
     return f"decode {ms(result.seconds)}{warning}"
 
 
+def describe_group(group) -> str:
+    """The status line for a prepared photo: one face as before, or a group."""
+    if len(group) == 1:
+        return describe(group.faces[0])
+    text = (f"**{len(group)} faces found** (numbered from the left): the sliders edit all "
+            "of them together; pick one under *Edit* to give it slider values of its own")
+    smoothed = [str(i + 1) for i, f in enumerate(group.faces) if f.smoothing]
+    if smoothed:
+        text += (f". Face(s) {', '.join(smoothed)} are unusual for the model and are edited "
+                 "from a slightly smoothed copy so that they stay faces")
+    return text
+
+
+def target_choices(group) -> list[str]:
+    return [ALL_FACES] + [f"Face {i + 1}" for i in range(len(group))]
+
+
+def target_index(target) -> int | None:
+    """None for "All faces", else the 0-based face a "Face N" choice names."""
+    if not target or target == ALL_FACES:
+        return None
+    return int(str(target).rsplit(" ", 1)[-1]) - 1
+
+
+def faces_from(value):
+    """The API's ``faces``: "largest" (default), "all", or a list of 0-based face numbers
+    (also as text, "0,2" or "[0, 2]")."""
+    if value is None or value == "":
+        return "largest"
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("largest", "all"):
+            return text
+        try:
+            parsed = json.loads(text if text.startswith("[") else f"[{text}]")
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, list):
+            return parsed
+        raise gr.Error('faces must be "largest", "all" or a list of face numbers such as '
+                       '[0, 2] (0 = the leftmost face).')
+    if isinstance(value, list):
+        return value
+    raise gr.Error('faces must be "largest", "all" or a list of face numbers.')
+
+
+def uploaded_paths(payload, folders: tuple[Path, ...]) -> list[str]:
+    """Paths of the files behind a raw ``gr.File`` value (one or a list), each checked by
+    ``photo_source``: only files this server received as uploads (else InvalidFileError)."""
+    if not payload:
+        return []
+    items = payload if isinstance(payload, list) else [payload]
+    return [path for path in (photo_source(item, folders) for item in items) if path]
+
+
+def strip_image(editor, face, directions, name: str, size: int = 128) -> Image.Image:
+    """A face at -1, 0 and +1 of one direction, side by side (the aligned crop)."""
+    tiles = [editor.edit(face, {name: s}, directions=directions).crop.resize(
+        (size, size), Image.LANCZOS) for s in (-1.0, 0.0, 1.0)]
+    strip = Image.new("RGB", (3 * size + 4, size), "white")
+    for k, tile in enumerate(tiles):
+        strip.paste(tile, (k * (size + 2), 0))
+    return strip
+
+
+def build_face_picker():
+    """The detected faces as thumbnails, and which of them the sliders edit (group
+    photos only; hidden for a photo of one face)."""
+    thumbs = gr.Gallery(label="Faces found (left to right)", columns=6, height="auto",
+                        format="png", object_fit="contain", allow_preview=False,
+                        visible=False, elem_id="faces")
+    target = gr.Radio([ALL_FACES], value=ALL_FACES, label="Edit", visible=False,
+                      elem_id="target")
+    return thumbs, target
+
+
+def build_custom_panel():
+    """'Your own slider': learn a direction from >= 3 photos with and >= 3 without,
+    save it, load it again; its sliders (hidden until learned) and a -1/0/+1 strip."""
+    with gr.Accordion("Your own slider (from a few examples)", open=False,
+                      elem_id="custom-panel"):
+        gr.Markdown("Give at least 3 photos of faces **with** an attribute and 3 **without** "
+                    "it, name it, and a slider appears. It is the mean difference of the "
+                    "two sets, like the built-in sliders (which are learned from thousands "
+                    "of CelebA faces), so with few examples it also carries the look of "
+                    "the particular people; the note below says how much.")
+        with gr.Row():
+            with_files = gr.File(label="With the attribute (3 or more photos)",
+                                 file_count="multiple", file_types=["image"],
+                                 elem_id="custom-with")
+            without_files = gr.File(label="Without it (3 or more photos)",
+                                    file_count="multiple", file_types=["image"],
+                                    elem_id="custom-without")
+        with gr.Row():
+            name = gr.Textbox(label="Slider name", placeholder="e.g. hat", max_lines=1,
+                              elem_id="custom-name")
+            learn = gr.Button("Learn slider", variant="primary", elem_id="custom-learn")
+        note = gr.Markdown(elem_id="custom-note")
+        strip = gr.Image(label="−1 / 0 / +1 on the current face", interactive=False,
+                         format="png", visible=False, height=150, buttons=[],
+                         elem_id="custom-strip")
+        sliders = [gr.Slider(-1.5, 1.5, value=0.0, step=0.05, label=f"custom {k}",
+                             visible=False, buttons=["reset"], elem_id=f"custom-{k}")
+                   for k in range(MAX_CUSTOM)]
+        with gr.Row():
+            save = gr.Button("Save my sliders", elem_id="custom-save")
+            load = gr.UploadButton("Load sliders (.safetensors)", file_types=[".safetensors"],
+                                   elem_id="custom-load")
+        saved = gr.File(label="My sliders", interactive=False, visible=False,
+                        elem_id="custom-saved")
+    return dict(with_files=with_files, without_files=without_files, name=name, learn=learn,
+                note=note, strip=strip, sliders=sliders, save=save, load=load, saved=saved)
+
+
+def custom_slider_updates(custom) -> list:
+    """Show one slider per custom direction (labelled), hide the rest."""
+    return [gr.Slider(visible=True, label=c.label, value=0.0) if k < len(custom)
+            else gr.Slider(visible=False, value=0.0) for k, c in enumerate(
+                list(custom) + [None] * (MAX_CUSTOM - len(custom)))]
+
+
 def build_demo(editor: FaceEditor) -> gr.Blocks:
     """The page and its API. ``editor`` is shared by all sessions (it is thread-safe)."""
     attributes = editor.attributes
@@ -210,18 +343,15 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
             return None, f"⚠️ {err}"
         return face, describe(face)
 
-    def strengths_from(values) -> dict[str, float]:
-        return dict(zip(names, (float(v or 0) for v in values), strict=True))
-
-    def check_strengths(strengths) -> dict[str, float]:
+    def check_strengths(strengths, extra: tuple[str, ...] = ()) -> dict[str, float]:
         if strengths is None:
             return {}
         if not isinstance(strengths, dict):
             raise gr.Error('strengths must be a JSON object such as {"smile": 1.5}.')
-        unknown = sorted(set(strengths) - known)
+        unknown = sorted(set(strengths) - known - set(extra))
         if unknown:
             raise gr.Error(f"Unknown attribute(s) {', '.join(unknown)}; "
-                           f"known: {', '.join(names)}.")
+                           f"known: {', '.join(names + list(extra))}.")
         try:
             checked = {k: float(v) for k, v in strengths.items()}
         except (TypeError, ValueError):
@@ -248,32 +378,143 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
 
     # ----- UI callbacks ----------------------------------------------------------------
     def on_photo(payload):
-        face, status = prepare_for_ui(payload)
+        """Prepare every face in the photo (a one-face photo exactly as before)."""
+        try:
+            photo = photo_source(payload, folders)
+        except PhotoError as err:
+            gr.Warning(str(err))
+            photo, err_status = None, f"⚠️ {err}"
+        else:
+            err_status = ""
         hide = gr.File(value=None, visible=False)  # a saved PNG of the previous photo
-        if face is None:
-            return None, None, hide, status
-        before = Image.fromarray(face.photo)  # the upright RGB photo the editor pastes into
-        return (face, before), upscale(face.model_input), hide, status
+        no_picker = (gr.Gallery(value=None, visible=False),
+                     gr.Radio([ALL_FACES], value=ALL_FACES, visible=False))
+        if photo is None:
+            return None, None, hide, err_status, *no_picker
+        try:
+            group = prepare_group(editor, photo)
+        except PhotoError as err:
+            gr.Warning(str(err))
+            return None, None, hide, f"⚠️ {err}", *no_picker
+        session = {"group": group, "before": Image.fromarray(group.photo), "all": None,
+                   "own": {}}
+        shown = group.faces[group.largest]
+        picker = no_picker
+        if len(group) > 1:
+            picker = (gr.Gallery(value=[(t, f"Face {i + 1}") for i, t in
+                                        enumerate(group.thumbnails(THUMB_SIZE))],
+                                 visible=True),
+                      gr.Radio(target_choices(group), value=ALL_FACES, visible=True))
+        return session, upscale(shown.model_input), hide, describe_group(group), *picker
 
     def held_fixed(hold, strengths: dict[str, float]) -> dict[str, tuple[str, ...]] | None:
         """Disentangling: every edit loses its component along the directions held fixed."""
         return {n: tuple(hold) for n in strengths} if hold else None
 
-    def on_edit(session, hold, *values):
+    def slider_names(custom) -> list[str]:
+        return names + [c.name for c in custom] + [f"_unused{k}" for k in
+                                                    range(len(custom), MAX_CUSTOM)]
+
+    def remember(session, target, values) -> list[dict[str, float]]:
+        """Store the sliders' values for the face(s) they edit; one strengths dict per face.
+
+        Faces given values of their own keep them; the rest follow "All faces". Picking
+        a face does not detach it: only moving a slider away from its values does."""
+        n = len(session["group"])
+        values = [float(v or 0) for v in values]
+        index = target_index(target)
+        if index is None or index >= n:
+            session["all"] = values
+        elif values != session["own"].get(index, session["all"] or [0.0] * len(values)):
+            session["own"][index] = values
+        shared = session["all"] or [0.0] * len(values)
+        return [session["own"].get(i, shared) for i in range(n)]
+
+    def render(session, hold, target, custom, values):
+        per_face = remember(session, target, values)
+        keys = slider_names(custom)
+        strengths = [{k: v for k, v in zip(keys, face, strict=True) if v and
+                      not k.startswith("_unused")} for face in per_face]
+        used = {k for face in strengths for k in face}
+        directions = with_custom(editor.directions, custom) if custom else None
+        return edit_group(editor, session["group"], strengths, held_fixed(hold, used),
+                          directions)
+
+    def on_edit(session, hold, target, custom, *values):
         if session is None:
             return None, None, ""
-        face, before = session
-        strengths = strengths_from(values)
-        result = editor.edit(face, strengths, held_fixed(hold, strengths))
-        return (before, result.photo), upscale(result.model_view), edit_status(result)
+        result = render(session, hold, target, custom or [], values)
+        group = session["group"]
+        index = target_index(target)
+        shown = group.largest if index is None or index >= len(group) else index
+        status = f"decode {ms(result.seconds)}"
+        if result.message:
+            status += f" — **⚠️ {result.message}**"
+        return ((session["before"], result.photo), upscale(result.model_views[shown]),
+                status)
 
-    def on_save(session, hold, *values):
+    def on_target(session, target):
+        """Picking a face (or all): the sliders show that face's values."""
+        if session is None:
+            return [gr.Slider()] * (len(names) + MAX_CUSTOM)
+        index = target_index(target)
+        shared = session["all"] or [0.0] * (len(names) + MAX_CUSTOM)
+        values = shared if index is None else session["own"].get(index, shared)
+        return list(values)
+
+    def on_thumb(session, event: gr.SelectData):
+        return f"Face {event.index + 1}"
+
+    def on_save(session, hold, target, custom, *values):
         if session is None:
             raise gr.Error("Give a photo first.")
         path = new_file("edited.png")
-        strengths = strengths_from(values)
-        editor.edit(session[0], strengths, held_fixed(hold, strengths)).photo.save(path)
+        render(session, hold, target, custom or [], values).photo.save(path)
         return gr.File(value=str(path), visible=True)
+
+    # ----- your own slider ------------------------------------------------------------
+    def on_learn(session, custom, name, with_paths, without_paths):
+        custom = list(custom or [])
+        keep = [gr.Slider()] * MAX_CUSTOM
+        if len(custom) >= MAX_CUSTOM:
+            raise gr.Error(f"At most {MAX_CUSTOM} sliders of your own; reload the page to "
+                           "start again.")
+        taken = names + [c.name for c in custom]
+        try:
+            learned = learn_direction(editor, name or "", list(with_paths or []),
+                                      list(without_paths or []), taken=taken)
+        except CustomDirectionError as err:
+            gr.Warning(str(err))
+            return custom, f"⚠️ {err}", gr.Image(visible=False), *keep
+        custom.append(learned)
+        strip = gr.Image(visible=False)
+        if session is not None:
+            group = session["group"]
+            face = group.faces[group.largest]
+            strip = gr.Image(value=strip_image(editor, face, with_custom(
+                editor.directions, custom), learned.name), visible=True)
+        note = f"**Slider '{learned.label}'.** {learned.advice}"
+        return custom, note, strip, *custom_slider_updates(custom)
+
+    def on_custom_save(custom):
+        if not custom:
+            raise gr.Error("Learn a slider first.")
+        path = new_file("sliders.safetensors")
+        save_directions(path, custom)
+        return gr.File(value=str(path), visible=True)
+
+    def on_custom_load(custom, file):
+        custom = list(custom or [])
+        try:
+            loaded = load_for(editor, file)
+        except CustomDirectionError as err:
+            gr.Warning(str(err))
+            return custom, f"⚠️ {err}", *([gr.Slider()] * MAX_CUSTOM)
+        taken = set(names) | {c.name for c in custom}
+        added = [c for c in loaded if c.name not in taken][:MAX_CUSTOM - len(custom)]
+        custom += added
+        notes = [f"**{c.label}**: {c.advice}" for c in added] or ["No new sliders in the file."]
+        return custom, "\n\n".join(notes), *custom_slider_updates(custom)
 
     def on_mix_face(payload):
         return prepare_for_ui(payload)
@@ -295,10 +536,45 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
 
     # ----- API-only endpoints (inputs are photos, not session state) --------------------
     # These run with preprocess=False (photos unopened), so they check their numbers.
-    def edit(photo, strengths):
-        """Edit the largest face in a photo. strengths: {"smile": 1.5, ...}; returns a PNG."""
-        checked = check_strengths(strengths)
-        return editor.edit(prepare_or_raise(photo), checked).photo
+    def edit(photo, strengths, faces=None, directions=None):
+        """Edit the faces in a photo. strengths: {"smile": 1.5, ...}; faces: "largest"
+        (default), "all" or a list of face numbers (0 = leftmost); directions: an optional
+        file of custom sliders from /learn_direction, whose names strengths may use.
+        Returns a PNG."""
+        custom = []
+        try:
+            for path in uploaded_paths(directions, folders):
+                custom += load_for(editor, path)
+        except (CustomDirectionError, PhotoError) as err:
+            raise gr.Error(str(err)) from None
+        checked = check_strengths(strengths, tuple(c.name for c in custom))
+        try:
+            chosen = with_custom(editor.directions, custom) if custom else None
+        except CustomDirectionError as err:
+            raise gr.Error(str(err)) from None
+        try:
+            photo = photo_source(photo, folders)
+            if photo is None:
+                raise gr.Error("No photo given.")
+            return edit_photo(editor, photo, checked, faces_from(faces),
+                              directions=chosen).photo
+        except (PhotoError, ValueError) as err:
+            raise gr.Error(str(err)) from None
+
+    def learn(name, with_photos, without_photos):
+        """A slider of your own from >= 3 photos with an attribute and >= 3 without.
+        Returns the direction file (pass it to /edit as directions) and its description:
+        name, label, n_with, n_without, reliability (0..1) and advice in words."""
+        try:
+            learned = learn_direction(editor, name or "", uploaded_paths(with_photos, folders),
+                                      uploaded_paths(without_photos, folders))
+        except (CustomDirectionError, PhotoError) as err:
+            raise gr.Error(str(err)) from None
+        path = save_directions(new_file(f"{learned.name}.safetensors"), [learned])
+        return str(path), dict(name=learned.name, label=learned.label,
+                               n_with=learned.n_with, n_without=learned.n_without,
+                               reliability=round(learned.reliability, 4),
+                               advice=learned.advice)
 
     def mix(photo_a, photo_b, t):
         """Move face A a fraction t (0..1) of the way to face B, in photo A; returns a PNG."""
@@ -323,6 +599,7 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
         session = gr.State(None, time_to_live=SESSION_TTL_S)
         mix_a_state = gr.State(None, time_to_live=SESSION_TTL_S)
         mix_b_state = gr.State(None, time_to_live=SESSION_TTL_S)
+        custom_state = gr.State([], time_to_live=SESSION_TTL_S)  # CustomDirection list
 
         gr.Markdown("# Glow face editor\nDrop in a face photo and move the sliders: a Glow "
                     "normalizing flow re-draws the face, live, on this computer.")
@@ -340,6 +617,7 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
                                                buttons=[], elem_id="aligned")
                         face_status = gr.Markdown(elem_classes="face-status",
                                                   elem_id="face-status")
+                        thumbs, target = build_face_picker()
                     with gr.Column(scale=3, min_width=320):
                         with gr.Row():
                             compare = gr.ImageSlider(label="Before / after (drag to compare)",
@@ -371,6 +649,7 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
                                              elem_id="save")
                         saved = gr.File(label="Edited photo (PNG)", interactive=False,
                                         visible=False, elem_id="saved")
+                        custom = build_custom_panel()
                 # sliders were created in attribute order (main, then the rest) = `names`
                 order = {a.name: i for i, a in enumerate(main + rest)}
                 sliders = [sliders[order[n]] for n in names]
@@ -425,23 +704,40 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
             api_image = gr.Image(format="png", label="photo")
             api_file = gr.File(label="file")
             api_json = gr.JSON(label="attributes")
-            api_buttons = [gr.Button() for _ in range(4)]
+            api_faces = gr.JSON(None, label="faces")  # None: "largest"
+            api_directions = gr.File(label="directions")
+            api_name = gr.Textbox(label="name")
+            api_with = gr.File(file_count="multiple", label="with_photos")
+            api_without = gr.File(file_count="multiple", label="without_photos")
+            api_learned = gr.JSON(label="direction")
+            api_buttons = [gr.Button() for _ in range(5)]
 
         # ----- events ----------------------------------------------------------------------
         private = dict(api_visibility="private")
         edit_outputs = [compare, model_view, latency]
         raw = dict(preprocess=False)  # photos reach the editor unopened: see photo_source
-        photo.change(on_photo, photo, [session, aligned, saved, face_status],
+        all_sliders = sliders + custom["sliders"]  # built-in, then a person's own
+        edit_inputs = [session, hold, target, custom_state, *all_sliders]
+        photo.change(on_photo, photo, [session, aligned, saved, face_status, thumbs, target],
                      show_progress_on=[aligned], **raw, **private, **MODEL).then(
-            on_edit, [session, hold, *sliders], edit_outputs, show_progress="hidden",
-            **private, **MODEL)
+            on_edit, edit_inputs, edit_outputs, show_progress="hidden", **private, **MODEL)
         # Every slider change (drag, keys, number box, reset) asks for one decode; with
         # always_last a drag never queues more than one pending decode per session.
-        gr.on([s.change for s in sliders] + [hold.change], on_edit, [session, hold, *sliders],
+        gr.on([s.change for s in all_sliders] + [hold.change], on_edit, edit_inputs,
               edit_outputs, trigger_mode="always_last", show_progress="hidden", **private,
               **MODEL)
-        reset.click(lambda: [0.0] * len(sliders), None, sliders, queue=False, **private)
-        save.click(on_save, [session, hold, *sliders], saved, **private, **MODEL)
+        # Picking a face (radio or thumbnail) shows its values on the sliders
+        target.input(on_target, [session, target], all_sliders, queue=False,
+                     **private).then(on_edit, edit_inputs, edit_outputs,
+                                     show_progress="hidden", **private, **MODEL)
+        thumbs.select(on_thumb, [session], target, queue=False, **private).then(
+            on_target, [session, target], all_sliders, queue=False, **private).then(
+            on_edit, edit_inputs, edit_outputs, show_progress="hidden", **private, **MODEL)
+        reset.click(lambda: [0.0] * len(all_sliders), None, all_sliders, queue=False,
+                    **private)
+        save.click(on_save, edit_inputs, saved, **private, **MODEL)
+        wire_custom_panel(custom, session, custom_state, on_learn, on_custom_save,
+                          on_custom_load, private)
 
         mix_a.change(on_mix_face, mix_a, [mix_a_state, mix_a_status],
                      **raw, **private, **MODEL).then(
@@ -461,8 +757,11 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
                        **private).then(sample, [n, temperature, seed], gallery, **private,
                                        **MODEL)
 
-        api_buttons[0].click(edit, [api_photo, api_strengths], api_image, api_name="edit",
-                             **raw, **MODEL)
+        api_buttons[0].click(edit, [api_photo, api_strengths, api_faces, api_directions],
+                             api_image, api_name="edit", **raw, **MODEL)
+        api_buttons[4].click(learn, [api_name, api_with, api_without],
+                             [api_file, api_learned], api_name="learn_direction", **raw,
+                             **MODEL)
         api_buttons[1].click(mix, [api_photo, api_photo_b, api_t], api_image,
                              api_name="mix", **raw, **MODEL)
         api_buttons[2].click(morph, [api_photo, api_photo_b, api_steps, api_fmt], api_file,
@@ -471,6 +770,19 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
                              queue=False)
     demo.queue(default_concurrency_limit=MODEL_WORKERS, max_size=QUEUE_SIZE)
     return demo
+
+
+def wire_custom_panel(custom: dict, session, custom_state, on_learn, on_save, on_load,
+                      private: dict) -> None:
+    """The events of 'Your own slider' (``build_custom_panel``)."""
+    custom["learn"].click(on_learn, [session, custom_state, custom["name"],
+                                     custom["with_files"], custom["without_files"]],
+                          [custom_state, custom["note"], custom["strip"], *custom["sliders"]],
+                          **private, **MODEL)
+    custom["save"].click(on_save, custom_state, custom["saved"], **private, **MODEL)
+    custom["load"].upload(on_load, [custom_state, custom["load"]],
+                          [custom_state, custom["note"], *custom["sliders"]], **private,
+                          **MODEL)
 
 
 def _slider(attribute) -> gr.Slider:
