@@ -21,7 +21,15 @@ API (``gradio_client``; the endpoints are listed at the page's "Use via API" lin
     morph = client.predict(face, other, 9, "gif", api_name="/morph")             # GIF path
     faces = client.predict(4, 0.7, 0, api_name="/sample")  # [{"image": path, "caption": None}, ...]
     names = [a["name"] for a in client.predict(api_name="/attributes")]
+    team = handle_file("assets/faces/group/four_portraits.jpg")
+    every = client.predict(team, {"smile": 1.0}, "all", None, api_name="/edit")
+    path, info = client.predict("hat", [handle_file(p) for p in with_hat],
+                                [handle_file(p) for p in without], api_name="/learn_direction")
+    hatted = client.predict(face, {"hat": 1.0}, "largest", handle_file(path), api_name="/edit")
 
+``/edit``'s optional ``faces`` is "largest" (default), "all" or a list of face numbers
+(0 = leftmost); its optional ``directions`` is a file from ``/learn_direction`` (>= 3
+photos with an attribute and >= 3 without; returns the file and its reliability).
 ``/edit`` takes a JSON dict of strengths: any attribute name from ``/attributes`` (0 = no
 change, 1.0 = the documented unit, sliders span about -1.5..1.5); names left out stay 0.
 All strengths 0 give back the photo itself, byte for byte (PNG). ``/mix`` moves face A a
