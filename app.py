@@ -256,7 +256,7 @@ def strip_image(editor, face, directions, name: str, size: int = 128) -> Image.I
 def build_face_picker():
     """The detected faces as thumbnails, and which of them the sliders edit (group
     photos only; hidden for a photo of one face)."""
-    thumbs = gr.Gallery(label="Faces found (left to right)", columns=6, height="auto",
+    thumbs = gr.Gallery(label="Faces found (left to right)", columns=6, height=150,
                         format="png", object_fit="contain", allow_preview=False,
                         visible=False, elem_id="faces")
     target = gr.Radio([ALL_FACES], value=ALL_FACES, label="Edit", visible=False,
