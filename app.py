@@ -294,8 +294,8 @@ def build_custom_panel():
                    for k in range(MAX_CUSTOM)]
         with gr.Row():
             save = gr.Button("Save my sliders", elem_id="custom-save")
-            load = gr.UploadButton("Load sliders (.safetensors)", file_types=[".safetensors"],
-                                   elem_id="custom-load")
+            # no file_types: load_for checks the file (and photo_source its path)
+            load = gr.UploadButton("Load sliders (.safetensors)", elem_id="custom-load")
         saved = gr.File(label="My sliders", interactive=False, visible=False,
                         elem_id="custom-saved")
     return dict(with_files=with_files, without_files=without_files, name=name, learn=learn,
@@ -481,8 +481,13 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
         return gr.File(value=str(path), visible=True)
 
     # ----- your own slider ------------------------------------------------------------
-    def on_learn(session, custom, name, with_paths, without_paths):
+    def on_learn(session, custom, name, with_files, without_files):
         custom = list(custom or [])
+        try:  # raw payloads: only files this server received (see photo_source)
+            with_paths = uploaded_paths(with_files, folders)
+            without_paths = uploaded_paths(without_files, folders)
+        except PhotoError as err:
+            raise gr.Error(str(err)) from None
         keep = [gr.Slider()] * MAX_CUSTOM
         if len(custom) >= MAX_CUSTOM:
             raise gr.Error(f"At most {MAX_CUSTOM} sliders of your own; reload the page to "
@@ -511,8 +516,14 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
         save_directions(path, custom)
         return gr.File(value=str(path), visible=True)
 
-    def on_custom_load(custom, file):
+    def on_custom_load(custom, payload):
         custom = list(custom or [])
+        try:
+            file = photo_source(payload, folders)  # raw: only a file this server received
+        except PhotoError as err:
+            raise gr.Error(str(err)) from None
+        if file is None:
+            return custom, "", *([gr.Slider()] * MAX_CUSTOM)
         try:
             loaded = load_for(editor, file)
         except CustomDirectionError as err:
@@ -551,6 +562,10 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
         Returns a PNG."""
         custom = []
         try:
+            photo = photo_source(photo, folders)  # the photo first: its errors come first
+            if photo is None:
+                raise gr.Error("No photo given.")
+            editor.prepare(photo)  # cached: an image with a face, or its PhotoError now
             for path in uploaded_paths(directions, folders):
                 custom += load_for(editor, path)
         except (CustomDirectionError, PhotoError) as err:
@@ -558,15 +573,9 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
         checked = check_strengths(strengths, tuple(c.name for c in custom))
         try:
             chosen = with_custom(editor.directions, custom) if custom else None
-        except CustomDirectionError as err:
-            raise gr.Error(str(err)) from None
-        try:
-            photo = photo_source(photo, folders)
-            if photo is None:
-                raise gr.Error("No photo given.")
             return edit_photo(editor, photo, checked, faces_from(faces),
                               directions=chosen).photo
-        except (PhotoError, ValueError) as err:
+        except (CustomDirectionError, PhotoError, ValueError) as err:
             raise gr.Error(str(err)) from None
 
     def learn(name, with_photos, without_photos):
@@ -786,11 +795,11 @@ def wire_custom_panel(custom: dict, session, custom_state, on_learn, on_save, on
     custom["learn"].click(on_learn, [session, custom_state, custom["name"],
                                      custom["with_files"], custom["without_files"]],
                           [custom_state, custom["note"], custom["strip"], *custom["sliders"]],
-                          **private, **MODEL)
+                          preprocess=False, **private, **MODEL)
     custom["save"].click(on_save, custom_state, custom["saved"], **private, **MODEL)
     custom["load"].upload(on_load, [custom_state, custom["load"]],
-                          [custom_state, custom["note"], *custom["sliders"]], **private,
-                          **MODEL)
+                          [custom_state, custom["note"], *custom["sliders"]],
+                          preprocess=False, **private, **MODEL)
 
 
 def _slider(attribute) -> gr.Slider:
