@@ -15,7 +15,7 @@ FACES = Path(__file__).resolve().parents[1] / "assets" / "faces"
 
 
 def test_finds_an_aligned_face_and_not_noise() -> None:
-    crop = np.asarray(align_face(FACES / "astronaut.png").model_input(64))
+    crop = np.array(align_face(FACES / "astronaut.png").model_input(64))
     face = torch.from_numpy(crop).permute(2, 0, 1).float() / 255
     noise = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
     flat = torch.full((3, 64, 64), 0.5)
@@ -24,7 +24,7 @@ def test_finds_an_aligned_face_and_not_noise() -> None:
 
 def test_the_shipped_model_draws_faces_at_low_temperature() -> None:
     """Most of the shipped model's samples at T = 0.5 hold a face dlib finds."""
-    crop = np.asarray(align_face(FACES / "astronaut.png").model_input(64))
+    crop = np.array(align_face(FACES / "astronaut.png").model_input(64))
     real = torch.from_numpy(crop).permute(2, 0, 1)[None].repeat(2, 1, 1, 1)
     figures = measure(Glow.load(DEFAULT_WEIGHTS), temperatures=(0.5,), n=8, seed=0,
                       real=real)
