@@ -180,8 +180,16 @@ def run_bench(weights: str | Path, repeats: int = 30, photo: str | None = None,
             model.bits_per_dim(batch, noise=True).mean().backward()
             optimizer.step()
 
-        steps = _time(step, train_steps)
-        rate = 32 / statistics.median(steps)
-        print(f"training (batch 32, CPU): {rate:.1f} images/s")
-        figures["train_images_per_s"] = rate
+        # float32 and bf16 coupling networks (`train --amp`), timed in turns
+        times: dict[str, list[float]] = {"float32": [], "bf16 couplings": []}
+        for _ in range(train_steps):
+            for name, dtype in (("float32", None), ("bf16 couplings", torch.bfloat16)):
+                model.set_amp(dtype)
+                times[name] += _time(step, 1)
+        model.set_amp(None)
+        for name, values in times.items():
+            rate = 32 / statistics.median(values)
+            print(f"training (batch 32, {name}): {rate:.1f} images/s")
+            figures[f"train_images_per_s_{name.split()[0]}"] = rate
+        figures["train_images_per_s"] = figures["train_images_per_s_float32"]
     return figures
