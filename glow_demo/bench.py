@@ -192,4 +192,5 @@ def run_bench(weights: str | Path, repeats: int = 30, photo: str | None = None,
             print(f"training (batch 32, {name}): {rate:.1f} images/s")
             figures[f"train_images_per_s_{name.split()[0]}"] = rate
         figures["train_images_per_s"] = figures["train_images_per_s_float32"]
+    print("random faces that read as faces: `python -m glow_demo sample-meter` (dlib, 64 samples)")
     return figures
