@@ -102,9 +102,10 @@ class EditClient:
     """One client: its own HTTP connection and queue session, as ``gradio_client`` or a
     browser tab keeps one (the server holds state per session, up to a fixed number)."""
 
-    def __init__(self, url: str, fn_index: int) -> None:
+    def __init__(self, url: str, fn_index: int, n_inputs: int = 2) -> None:
         self.http = httpx.Client(base_url=url, timeout=CALL_TIMEOUT_S)
         self.fn_index = fn_index
+        self.n_inputs = n_inputs  # /edit's optional inputs after the two (faces, ...) get None
         self.session = uuid.uuid4().hex
 
     def upload(self, name: str, data: bytes) -> dict:
@@ -116,7 +117,8 @@ class EditClient:
     def edit(self, photo: dict, strengths: dict[str, float]) -> dict:
         """The process_completed message of one /edit call through the queue."""
         joined = self.http.post("gradio_api/queue/join", json={
-            "data": [photo, strengths], "fn_index": self.fn_index,
+            "data": [photo, strengths] + [None] * (self.n_inputs - 2),
+            "fn_index": self.fn_index,
             "session_hash": self.session, "event_data": None, "trigger_id": None})
         joined.raise_for_status()
         event_id = joined.json()["event_id"]
@@ -169,7 +171,8 @@ def run(url: str, pid: int, clients: int, calls: int, warmup: int, bad_rate: flo
         raise SystemExit(f"load_test: only loopback is allowed, not {host}")
     url = url if url.endswith("/") else url + "/"
     config = httpx.get(url + "config", timeout=60).json()
-    fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "edit")
+    edit = next(d for d in config["dependencies"] if d.get("api_name") == "edit")
+    fn_index, n_inputs = edit["id"], len(edit["inputs"])
     master = random.Random(seed)
     photos = photo_variants(12, master)
     folder = Path(tempfile.mkdtemp(prefix="glow-load-"))
@@ -180,7 +183,7 @@ def run(url: str, pid: int, clients: int, calls: int, warmup: int, bad_rate: flo
     done: list[list[Call]] = [[] for _ in range(clients)]
 
     def client_loop(k: int) -> None:
-        rng, client = random.Random(seeds[k]), EditClient(url, fn_index)
+        rng, client = random.Random(seeds[k]), EditClient(url, fn_index, n_inputs)
         try:
             for i in range(calls):
                 if i == warmup:  # every client done warming up: memory is read now
