@@ -103,3 +103,51 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# ----- a real browser (Debian's Chromium, driven by Playwright) -------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+BROWSER_TIMEOUT_MS = 90_000  # a test module may set its own TIMEOUT_MS
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Chromium for the module's tests: skipped without it, failed without it under CI."""
+    if not CHROMIUM.exists():
+        reason = f"{CHROMIUM} not found: apt-get install chromium"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} (CI must install it)", pytrace=False)
+        pytest.skip(reason)
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                    args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(request: pytest.FixtureRequest, browser, app: AppServer):
+    """A fresh page on the app; requests that leave this computer are blocked and listed."""
+    import re
+
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(getattr(request.module, "TIMEOUT_MS", BROWSER_TIMEOUT_MS))
+    page = context.new_page()
+    page.external_requests = []
+
+    def route(r):
+        if re.match(r"^(https?|wss?)://(127\.0\.0\.1|localhost)[:/]", r.request.url) or \
+                r.request.url.startswith(("data:", "blob:")):
+            r.continue_()
+        else:
+            page.external_requests.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+    page.goto(app.url)
+    yield page
+    context.close()

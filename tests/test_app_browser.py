@@ -14,56 +14,13 @@ import statistics
 import time
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 ASTRONAUT = ROOT / "assets" / "faces" / "astronaut.png"
 HOPPER = ROOT / "assets" / "faces" / "grace_hopper.jpg"
 SCREENSHOT = ROOT / "assets" / "screenshot.png"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
 TIMEOUT_MS = 90_000  # generous: CI machines are slow, and the first encode is the slowest
-
-if not CHROMIUM.exists():
-    reason = f"{CHROMIUM} not found: apt-get install chromium"
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI must install it)", pytrace=False)
-    pytest.skip(reason, allow_module_level=True)
-
-sync_api = pytest.importorskip("playwright.sync_api")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                    args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser, app):
-    """A fresh page on the app; requests that leave this computer are blocked and listed."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    context.set_default_timeout(TIMEOUT_MS)
-    page = context.new_page()
-    page.external_requests = []
-
-    def route(r):
-        if re.match(r"^(https?|wss?)://(127\.0\.0\.1|localhost)[:/]", r.request.url) or \
-                r.request.url.startswith(("data:", "blob:")):
-            r.continue_()
-        else:
-            page.external_requests.append(r.request.url)
-            r.abort()
-
-    page.route("**/*", route)
-    page.goto(app.url)
-    yield page
-    context.close()
 
 
 def result_src(page) -> str:

@@ -11,55 +11,13 @@ import re
 import shutil
 from pathlib import Path
 
-import pytest
 from PIL import Image, ImageOps
 
 ROOT = Path(__file__).resolve().parents[1]
 FACES = ROOT / "assets" / "faces"
 GROUP = FACES / "group" / "four_portraits.jpg"
 ASTRONAUT = FACES / "astronaut.png"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
 TIMEOUT_MS = 180_000  # a group photo is four encodes; CI machines are slow
-
-if not CHROMIUM.exists():
-    reason = f"{CHROMIUM} not found: apt-get install chromium"
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI must install it)", pytrace=False)
-    pytest.skip(reason, allow_module_level=True)
-
-sync_api = pytest.importorskip("playwright.sync_api")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                    args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser, app):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    context.set_default_timeout(TIMEOUT_MS)
-    page = context.new_page()
-    page.external_requests = []
-
-    def route(r):
-        if re.match(r"^(https?|wss?)://(127\.0\.0\.1|localhost)[:/]", r.request.url) or \
-                r.request.url.startswith(("data:", "blob:")):
-            r.continue_()
-        else:
-            page.external_requests.append(r.request.url)
-            r.abort()
-
-    page.route("**/*", route)
-    page.goto(app.url)
-    yield page
-    context.close()
 
 
 def result_src(page) -> str:
