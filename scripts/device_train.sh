@@ -3,7 +3,8 @@
 # <= 16 MiB each, 64 MiB carried). Run it from the repo root *on the device*, carrying
 #   data/celeba64.npz   the packed training set (`python -m glow_demo pack`, 30 MB; DATA=...
 #                       picks another; data/faces64.npz of `pack --celeba-test`, with
-#                       950 more people, is 77 MB: over the 64 MiB carry limit as it is)
+#                       950 more people, is 77 MB: over the 64 MiB carry limit as it is,
+#                       so carry `scripts/pack_for_device.py`'s 43 MB WebP copy of it)
 #   device/model/       the model to continue from, float16 (15 MB): the first time,
 #                       `cp weights/glow.* device/model/`; afterwards, the files that
 #                       came back from the previous job ($OUT/model/)
@@ -25,13 +26,18 @@ INIT=()
 [ -f device/model/glow.safetensors ] && INIT=(--init-from device/model)
 PY=${PYTHON:-python3}
 NPROC=$("$PY" -c "import torch; print(max(1, torch.cuda.device_count()))")
+status=0
 "$PY" -m torch.distributed.run --standalone --nproc_per_node="$NPROC" -m glow_demo train \
   --data "$DATA" --out "$OUT/run" --minutes "$MINUTES" --batch-size "$BATCH" \
   --amp --warmup 100 --val-every 500 --checkpoint-minutes 2 --save-dtype float16 "${INIT[@]}" \
-  "${EXTRA[@]}"
+  "${EXTRA[@]}" || status=$?
+# Whatever happened, bring back the last checkpointed model: device time is too scarce
+# to lose a run's progress to a late failure.
+[ -f "$OUT/run/model/glow.safetensors" ] || exit "$status"
 mkdir -p "$OUT/model"
 cp "$OUT/run/model/"* "$OUT/model/"
-cp "$OUT/run/log.jsonl" "$OUT/"
-last=$(ls "$OUT/run/samples/"*.png | tail -n 1)
-cp "$last" "$OUT/samples.png"
+cp "$OUT/run/log.jsonl" "$OUT/" 2>/dev/null || true
+last=$(ls "$OUT/run/samples/"*.png 2>/dev/null | tail -n 1 || true)
+[ -n "$last" ] && cp "$last" "$OUT/samples.png"
 rm -rf "$OUT/run"   # checkpoint.pt (optimiser state) is too big to come back
+exit "$status"
