@@ -511,13 +511,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--celeba", default=str(DEFAULT_CELEBA))
     p.add_argument("--limit", type=int, default=0,
                    help="use only the first N faces of the training split (1-9,000)")
-    p.add_argument("--method", default="mean", choices=["mean", "shrunk", "lda"],
+    p.add_argument("--method", default="mean", choices=["mean", "shrunk", "lda", "conditional"],
                    help="mean: difference of mean latents; shrunk: the same with each level "
                    "shrunk by its signal share and label-calibrated units; lda: Fisher "
-                   "discriminant with shrinkage (see README)")
+                   "discriminant with shrinkage; conditional: the difference among faces "
+                   "alike in gender, age and makeup, label-calibrated units (see README)")
     p.add_argument("--quantile", type=float, default=0.9,
-                   help="shrunk: 1.0 moves the median face without an attribute to this "
-                   "quantile of the faces with it (held-out)")
+                   help="shrunk, conditional: 1.0 moves the median face without an "
+                   "attribute to this quantile of the faces with it (held-out)")
     p.add_argument("--shrinkage", type=float, default=0.5,
                    help="lda: how far the latent covariance is shrunk to the identity")
     p.add_argument("--utkface", nargs="?", const=str(DEFAULT_UTKFACE), default=None,

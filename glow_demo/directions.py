@@ -208,6 +208,52 @@ def heldout_gaps(latents: torch.Tensor, labels: np.ndarray, fit, quantile: float
     return gaps.mean(0)
 
 
+# CelebA labels that travel with many others in its photos: smiling faces also wear more
+# makeup and have rosier cheeks, blond and glasses come with gender and age. Method
+# "conditional" holds them fixed while fitting each other direction, so e.g. the smile
+# no longer paints red cheeks (issue 10's blotches).
+CONFOUNDERS: tuple[str, ...] = ("Male", "Young", "Heavy_Makeup", "Wearing_Lipstick",
+                                "Rosy_Cheeks")
+# labels that are part of an attribute's own look, so not held fixed while fitting it
+PART_OF: dict[str, tuple[str, ...]] = {
+    "Heavy_Makeup": ("Wearing_Lipstick", "Rosy_Cheeks"),
+    "Wearing_Lipstick": ("Heavy_Makeup",),
+    "Rosy_Cheeks": ("Heavy_Makeup",),
+    "Male": CONFOUNDERS,  # a man's face is also unmade-up: keep the plain difference
+}
+
+
+def held_fixed(attribute: str, attr_names: list[str]) -> list[str]:
+    """The confounders held fixed while fitting ``attribute``'s direction."""
+    skip = {attribute, *PART_OF.get(attribute, ())}
+    return [c for c in CONFOUNDERS if c in attr_names and c not in skip]
+
+
+def conditional_differences(latents: torch.Tensor, labels: np.ndarray,
+                            attr_names: list[str]) -> torch.Tensor:
+    """(A, D): for each attribute, its coefficient in the least-squares fit
+    ``latent ~ a + b * attribute + sum_k c_k * confounder_k`` (0/1 labels): the
+    difference with and without it among faces alike in the confounders. With no
+    confounders it is the plain mean difference.
+
+    One pass over the latents: the design's Gram matrix and its product with the latents
+    are computed once for every label, and each attribute's fit reads its sub-blocks.
+    """
+    x = np.column_stack([np.ones(len(labels)), labels > 0]).astype(np.float64)
+    gram = x.T @ x  # (A + 1, A + 1)
+    cross = torch.from_numpy(x.T).double() @ latents.double()  # (A + 1, D)
+    index = {name: i + 1 for i, name in enumerate(attr_names)}
+    out = torch.zeros(labels.shape[1], latents.shape[1], dtype=torch.float64)
+    for a, name in enumerate(attr_names):
+        cols = [0, a + 1] + [index[c] for c in held_fixed(name, attr_names)]
+        sub = gram[np.ix_(cols, cols)]
+        if np.linalg.matrix_rank(sub) < len(cols):
+            continue  # an attribute no face has (or every face has): no direction
+        coef = torch.linalg.solve(torch.from_numpy(sub), cross[cols])  # (p, D)
+        out[a] = coef[1]
+    return out.float()
+
+
 @dataclass
 class LatentCovariance:
     """A rank-k + isotropic model of the latents' covariance (12,288 dimensions cannot
@@ -357,7 +403,7 @@ class Directions:
         return cls(vectors, meta)
 
 
-METHODS = ("mean", "shrunk", "lda")
+METHODS = ("mean", "shrunk", "lda", "conditional")
 
 
 def build_directions(model: Glow, model_dir: str | Path, images_uint8: torch.Tensor,
@@ -393,6 +439,19 @@ def build_directions(model: Glow, model_dir: str | Path, images_uint8: torch.Ten
                 f"the {quantile:.0%} quantile face with it, along the direction")
         how = ("mean difference, each latent level shrunk by its James-Stein signal share, "
                "calibrated on held-out folds")
+    elif method == "conditional":
+        def fit(z: torch.Tensor, y: np.ndarray) -> torch.Tensor:
+            return conditional_differences(z, y, attr_names)
+
+        diffs = fit(latents, attrs)
+        gaps = heldout_gaps(latents, attrs, fit, quantile)
+        norms = diffs.norm(dim=1).clamp(min=1e-12)
+        diffs = diffs / norms[:, None] * torch.from_numpy(np.maximum(gaps, 0)).float()[:, None]
+        unit = (f"1.0 = the held-out gap between the median face without the attribute and "
+                f"the {quantile:.0%} quantile face with it, along the direction")
+        how = ("difference with and without the attribute among faces alike in "
+               + ", ".join(CONFOUNDERS) + " (least squares on the labels), calibrated on "
+               "held-out folds")
     else:
         covariance = LatentCovariance.fit(latents, rank)
         diffs = lda_directions(latents, attrs, covariance, shrinkage)
@@ -417,6 +476,10 @@ def build_directions(model: Glow, model_dir: str | Path, images_uint8: torch.Ten
     }
     if method == "lda":
         meta["shrinkage"], meta["rank"] = shrinkage, rank
+    if method == "conditional":
+        meta["quantile"] = quantile
+        meta["held_fixed"] = {friendly: held_fixed(celeba, attr_names) for friendly, (celeba, _, _)
+                              in {**MAIN_ATTRIBUTES, **OTHER_ATTRIBUTES}.items()}
     if method == "shrunk":
         meta["quantile"] = quantile
         meta["level_weights"] = {

@@ -10,6 +10,8 @@ import torch
 from glow_demo.directions import (
     LatentCovariance,
     calibrate,
+    conditional_differences,
+    held_fixed,
     heldout_gaps,
     lda_directions,
     mean_differences,
@@ -87,3 +89,36 @@ def test_levels_without_signal_are_shrunk_away() -> None:
     assert float(shrunk[0, :300].norm()) < 0.15 * float(plain[:300].norm())
     gap = heldout_gaps(z, y, lambda a, b: shrunk_mean_differences(a, b, levels)[0])[0]
     assert gap == pytest.approx(0.5 * 10, rel=0.25)  # 100 dims x 0.5 along the unit vector
+
+
+def _confounded(seed: int = 0) -> tuple[torch.Tensor, np.ndarray, list[str]]:
+    """Smiling moves axis 0 by 1.0 and makeup axis 1 by 2.0; smiling faces wear makeup
+    far more often (as in CelebA), so smiling's plain mean difference picks up makeup."""
+    gen = torch.Generator().manual_seed(seed)
+    makeup = torch.rand(N, generator=gen) < 0.4
+    smiling = torch.rand(N, generator=gen) < torch.where(makeup, 0.8, 0.2)
+    male = torch.rand(N, generator=gen) < 0.5
+    z = 0.5 * torch.randn(N, D, generator=gen)
+    z[:, 0] += smiling.float()
+    z[:, 1] += 2.0 * makeup.float()
+    z[:, 2] += 3.0 * male.float()
+    labels = np.stack([np.where(v.numpy(), 1, -1) for v in (smiling, makeup, male)], 1)
+    return z, labels, ["Smiling", "Heavy_Makeup", "Male"]
+
+
+def test_conditional_direction_holds_the_confounder_fixed() -> None:
+    z, labels, names = _confounded()
+    plain = mean_differences(z, labels)[0]
+    held = conditional_differences(z, labels, names)[0]
+    assert held_fixed("Smiling", names) == ["Male", "Heavy_Makeup"]
+    assert float(plain[1]) > 0.6  # the plain difference paints makeup too
+    assert abs(float(held[1])) < 0.1  # held fixed: no makeup component
+    assert float(held[0]) == pytest.approx(1.0, abs=0.1)  # and the smile itself is whole
+
+
+def test_conditional_without_confounders_is_the_mean_difference() -> None:
+    z, labels, names = _confounded()
+    # Male holds nothing fixed (a man's look includes no makeup): the plain difference
+    assert held_fixed("Male", names) == []
+    male = conditional_differences(z, labels, names)[2]
+    assert torch.allclose(male, mean_differences(z, labels)[2], atol=1e-4)
