@@ -317,7 +317,7 @@ def cmd_directions(args: argparse.Namespace) -> None:
     utkface = args.utkface or (str(DEFAULT_UTKFACE) if args.only_utkface else None)
     if utkface:
         vector, info = build_age_direction(model, args.weights, utkface, n=args.utkface_n,
-                                           warp=args.utkface_warp)
+                                           warp=args.utkface_warp, units=args.age_units)
         directions = directions.add_direction(AGE_YEARS, vector, info)
         line = (f"{AGE_YEARS}: {info['n_images']} UTKFace faces, ages {info['ages'][0]}-"
                 f"{info['ages'][1]}, {info['n_skipped']} skipped (no usable face); norm "
@@ -529,6 +529,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--utkface-warp", action="store_true",
                    help="align UTKFace's chips with one fitted transform instead of dlib on "
                    "each (~100x faster, so --utkface-n can be much larger)")
+    p.add_argument("--age-units", default="slope", choices=["slope", "heldout"],
+                   help="age_years 1.0: slope = the mean latent change of 30 years; heldout "
+                   "= the step over which held-out UTKFace adults' real ages rise 30 years "
+                   "(longer; see README)")
     p.add_argument("--only-utkface", action="store_true",
                    help="add `age_years` to the existing directions of this model without "
                    "re-encoding CelebA (implies --utkface)")

@@ -490,6 +490,20 @@ def build_directions(model: Glow, model_dir: str | Path, images_uint8: torch.Ten
 
 # ----- an age direction from UTKFace's real ages (read and aligned by utkface.py) -------
 
+AGE_UNITS = ("slope", "heldout")
+
+
+def _aligned_utk(model: Glow, root: str | Path, faces: list[UtkFace], warp: bool,
+                 progress: bool) -> AlignedUtk:
+    """``faces`` as the model sees them: warped with one fitted transform (``warp``,
+    ~100x faster) or aligned by dlib one by one."""
+    if warp:
+        res = model.config.resolution
+        matrix = chip_transform(read_utkface(root), resolution=res)
+        return AlignedUtk(warp_chips(faces, matrix, res), faces, Counter(),
+                          chip_coverage(matrix, res))
+    return align_utkface(faces, model.config.resolution, progress)
+
 AGE_YEARS = "age_years"
 YEARS_PER_STRENGTH = 30.0  # strength 1.0 of ``age_years`` = +30 years
 # the age direction is kept where more than 50 % (fully from 90 %) of the UTKFace crops
@@ -536,8 +550,8 @@ def build_age_direction(model: Glow, model_dir: str | Path,
                         bins: tuple[tuple[int, int], ...] = AGE_BINS,
                         covariates: tuple[str, ...] = ("gender", "race"),
                         coverage_ramp: tuple[float, float] | None = COVERAGE_RAMP,
-                        progress: bool = True, warp: bool = False
-                        ) -> tuple[torch.Tensor, dict]:
+                        progress: bool = True, warp: bool = False, units: str = "slope",
+                        n_heldout: int = 100_000) -> tuple[torch.Tensor, dict]:
     """The ``age_years`` direction and its meta: ``YEARS_PER_STRENGTH`` x the slope of the
     standardised latent on age, from ``n`` balanced UTKFace training-split adults.
 
@@ -550,15 +564,23 @@ def build_age_direction(model: Glow, model_dir: str | Path,
     instead of dlib on each, so many more faces are affordable. The meta also holds a
     split-half estimate of the sampling noise in the vector's norm (half the norm of the
     difference of the directions fitted on two halves), to judge whether ``n`` is enough.
+
+    ``units``: "slope" makes 1.0 the mean latent change of 30 years (what the average
+    face moves by in 30 years along the fitted direction). That is a small step: wrinkles,
+    sagging and grey hair sit in different places on each face, so they average away and
+    the mean change is mostly shading; faces moved by it look about 5 years older.
+    "heldout" instead reads the units from UTKFace's *held-out* adults: how far along the
+    direction a face must sit for the regression of real age on its position there (with
+    gender and race) to say +30 years, i.e. 30 / b in ``age ~ a + b * position + ...``.
+    The position also carries everything else that varies along the direction, so this
+    is a longer step (1 / corr^2 times the slope's, for a correlation corr), fitted to the
+    data's labels, not to any age estimator. ``n_heldout`` caps the held-out faces
+    (balanced like the rest; all 1,830 by default).
     """
+    if units not in AGE_UNITS:
+        raise ValueError(f"unknown age units {units!r}; one of {AGE_UNITS}")
     faces = select_utkface(read_utkface(root), n, split="train", bins=bins, seed=seed)
-    if warp:  # one fitted transform for every chip (utkface.chip_transform): ~100x faster
-        res = model.config.resolution
-        matrix = chip_transform(read_utkface(root), resolution=res)
-        aligned = AlignedUtk(warp_chips(faces, matrix, res), faces, Counter(),
-                             chip_coverage(matrix, res))
-    else:
-        aligned = align_utkface(faces, model.config.resolution, progress)
+    aligned = _aligned_utk(model, root, faces, warp, progress)
     kept = aligned.faces
     if len(kept) < 10:
         raise ValueError(f"only {len(kept)} UTKFace faces could be aligned; need at least 10")
@@ -571,9 +593,30 @@ def build_age_direction(model: Glow, model_dir: str | Path,
         lo, hi = coverage_ramp
         mask = latent_mask(model, np.clip((aligned.coverage - lo) / (hi - lo), 0, 1))
     direction = raw * mask
+    calibration = {}
+    if units == "heldout":
+        held = select_utkface(read_utkface(root), n_heldout, split="val", bins=bins)
+        held_aligned = _aligned_utk(model, root, held, warp, progress)
+        unit = direction / direction.norm()
+        position = (encode_all(model, held_aligned.images) @ unit).double().numpy()
+        design_held = age_design(held_aligned.faces, covariates)
+        ages_held = design_held[:, 1].copy()
+        design_held[:, 1] = position
+        b = float(np.linalg.lstsq(design_held, ages_held, rcond=None)[0][1])
+        if b <= 0:
+            raise ValueError("held-out ages do not rise along the age direction")
+        scale = YEARS_PER_STRENGTH / b / float(direction.norm())
+        direction = direction * scale
+        calibration = {
+            "n_heldout": len(held_aligned.faces),
+            "heldout_correlation": round(float(np.corrcoef(position, ages_held)[0, 1]), 3),
+            "years_per_unit_position": round(b, 3),
+            "scale_over_slope": round(scale, 3),
+        }
     halves = [np.arange(len(kept))[i::2] for i in (0, 1)]
     slopes = [age_slope(latents[h], design[h]) for h in halves]
     noise = YEARS_PER_STRENGTH * float(((slopes[0] - slopes[1]) * mask).norm()) / 2
+    noise *= calibration.get("scale_over_slope", 1.0)
     ages = np.array([f.age for f in kept])
     count = Counter((age_bin(f.age, bins), f.gender) for f in kept)
     info = {
@@ -583,8 +626,14 @@ def build_age_direction(model: Glow, model_dir: str | Path,
                   "latent ~ a + b*age + " + " + ".join(covariates) + ", on UTKFace adults"
                   + ("" if coverage_ramp is None else
                      "; kept only over the part of the image the UTKFace crops cover"),
-        "strength_unit": f"1.0 = +{YEARS_PER_STRENGTH:g} years (the per-year slope x "
-                         f"{YEARS_PER_STRENGTH:g}); -1.0 = {YEARS_PER_STRENGTH:g} years younger",
+        "strength_unit": (f"1.0 = +{YEARS_PER_STRENGTH:g} years (the per-year slope x "
+                          f"{YEARS_PER_STRENGTH:g}); -1.0 = {YEARS_PER_STRENGTH:g} years younger"
+                          if units == "slope" else
+                          f"1.0 = the step along the direction over which held-out UTKFace "
+                          f"adults' real ages rise by {YEARS_PER_STRENGTH:g} years (regression "
+                          f"of age on the position along it); -1.0 the same step back"),
+        "units": units,
+        **calibration,
         "years_per_strength": YEARS_PER_STRENGTH,
         "covariates": list(covariates),
         "source": "UTKFace (Zhang, Song, Qi, CVPR 2017), training split: 9 in 10 files by "

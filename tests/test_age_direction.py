@@ -176,3 +176,23 @@ def test_cli_adds_only_the_utkface_direction(weights_copy: Path, capsys) -> None
         assert torch.equal(after.vectors[name], before.vectors[name])
     assert after.meta["n_images"] == before.meta["n_images"]  # CelebA part untouched
     assert np.isfinite(after.vectors[AGE_YEARS].numpy()).all()
+
+
+def test_heldout_units_lengthen_the_same_direction(model: Glow) -> None:
+    """--age-units heldout keeps the fitted direction and only sets its length, from how
+    far held-out adults' real ages rise along it: longer than the mean 30-year change,
+    since the position along it also carries what does not vary with age."""
+    slope, _ = build_age_direction(model, DEFAULT_WEIGHTS, DEFAULT_UTKFACE, n=150,
+                                   warp=True, progress=False)
+    held, info = build_age_direction(model, DEFAULT_WEIGHTS, DEFAULT_UTKFACE, n=150,
+                                     warp=True, progress=False, units="heldout",
+                                     n_heldout=150)
+    assert float(held @ slope / (held.norm() * slope.norm())) == pytest.approx(1.0, abs=1e-5)
+    assert info["units"] == "heldout" and info["n_heldout"] == 150
+    assert info["heldout_correlation"] > 0.1  # older held-out faces sit further along it
+    assert info["scale_over_slope"] > 1.0
+    assert float(held.norm()) == pytest.approx(float(slope.norm()) * info["scale_over_slope"],
+                                               rel=1e-3)
+    with pytest.raises(ValueError, match="units"):
+        build_age_direction(model, DEFAULT_WEIGHTS, DEFAULT_UTKFACE, n=20, warp=True,
+                            progress=False, units="years")
