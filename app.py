@@ -192,7 +192,7 @@ def describe_group(group) -> str:
     """The status line for a prepared photo: one face as before, or a group."""
     if len(group) == 1:
         return describe(group.faces[0])
-    text = (f"**{len(group)} faces found** (numbered from the left): the sliders edit all "
+    text = (f"**{len(group)} faces found** (face 1 is the leftmost): the sliders edit all "
             "of them together; pick one under *Edit* to give it slider values of its own")
     smoothed = [str(i + 1) for i, f in enumerate(group.faces) if f.smoothing]
     if smoothed:
@@ -213,8 +213,8 @@ def target_index(target) -> int | None:
 
 
 def faces_from(value):
-    """The API's ``faces``: "largest" (default), "all", or a list of 0-based face numbers
-    (also as text, "0,2" or "[0, 2]")."""
+    """The API's ``faces``: "largest" (default), "all", or a list of face numbers, 1 = the
+    leftmost (also as text, "1,3" or "[1, 3]"); ``select_faces`` checks the range."""
     if value is None or value == "":
         return "largest"
     if isinstance(value, str):
@@ -228,7 +228,7 @@ def faces_from(value):
         if isinstance(parsed, list):
             return parsed
         raise gr.Error('faces must be "largest", "all" or a list of face numbers such as '
-                       '[0, 2] (0 = the leftmost face).')
+                       '[1, 3] (1 = the leftmost face).')
     if isinstance(value, list):
         return value
     raise gr.Error('faces must be "largest", "all" or a list of face numbers.')
@@ -557,7 +557,7 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
     # These run with preprocess=False (photos unopened), so they check their numbers.
     def edit(photo, strengths, faces=None, directions=None):
         """Edit the faces in a photo. strengths: {"smile": 1.5, ...}; faces: "largest"
-        (default), "all" or a list of face numbers (0 = leftmost); directions: an optional
+        (default), "all" or a list of face numbers (1 = leftmost); directions: an optional
         file of custom sliders from /learn_direction, whose names strengths may use.
         Returns a PNG."""
         custom = []

@@ -177,7 +177,8 @@ def _strengths(args: argparse.Namespace, names: list[str]) -> dict[str, float]:
 
 
 def _faces_spec(text: str):
-    """--faces: "largest", "all" or face numbers "0,2" (left to right, from 0)."""
+    """--faces: "largest", "all" or face numbers "1,3" (left to right, face 1 the
+    leftmost; ``select_faces`` checks the range against the photo)."""
     text = text.strip().lower()
     if text in ("largest", "all"):
         return text
@@ -185,7 +186,7 @@ def _faces_spec(text: str):
         return [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"--faces takes largest, all or face numbers such as 0,2; got {text!r}") from None
+            f"--faces takes largest, all or face numbers such as 1,3; got {text!r}") from None
 
 
 def _custom_directions(editor, pairs: list[list[str]]):
@@ -240,7 +241,7 @@ def cmd_edit(args: argparse.Namespace) -> None:
         suffix = path.suffix if path.suffix.lower() in (".png", ".jpg", ".jpeg") else ".png"
         if args.crop:
             several = len(result.crops) > 1
-            images = [(f"{path.stem}_face{i}" if several else path.stem, crop)
+            images = [(f"{path.stem}_face{i + 1}" if several else path.stem, crop)
                       for i, crop in enumerate(result.crops)]
         else:
             images = [(path.stem, result.photo)]
@@ -466,7 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="disentangle: hold these attributes fixed (e.g. --age 1 --keep male)")
     p.add_argument("--faces", type=_faces_spec, default="largest",
                    help="which faces to edit: largest (default), all, or face numbers "
-                   "from the left such as 0,2")
+                   "from the left such as 1,3 (face 1 is the leftmost)")
     p.add_argument("--direction", nargs=2, action="append", default=[],
                    metavar=("FILE", "NAME=S"),
                    help="a custom slider from a file written by `learn-direction`, at "

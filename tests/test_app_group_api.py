@@ -36,8 +36,8 @@ def test_edit_takes_which_faces(client: Client) -> None:
     largest = rgb(client.predict(handle_file(GROUP), {"smile": 1.0}, api_name="/edit"))
     every = rgb(client.predict(handle_file(GROUP), {"smile": 1.0}, "all", None,
                                api_name="/edit"))
-    first = rgb(client.predict(handle_file(GROUP), {"smile": 1.0}, [0], None,
-                               api_name="/edit"))
+    first = rgb(client.predict(handle_file(GROUP), {"smile": 1.0}, [1], None,
+                               api_name="/edit"))  # face 1 is the leftmost
     assert largest.shape == every.shape == original.shape
     assert np.abs(largest[:, left] - original[:, left]).mean() < 0.5
     assert np.abs(every[:, left] - original[:, left]).mean() > 1.0
@@ -46,6 +46,8 @@ def test_edit_takes_which_faces(client: Client) -> None:
     assert np.abs(first[:, left] - original[:, left]).mean() > 0.5
     with pytest.raises(AppError, match="no face number 7"):
         client.predict(handle_file(GROUP), {"smile": 1.0}, [7], None, api_name="/edit")
+    with pytest.raises(AppError, match="no face number 0: .*numbered 1 to 4"):
+        client.predict(handle_file(GROUP), {"smile": 1.0}, "0", None, api_name="/edit")
     with pytest.raises(AppError, match="faces must be"):
         client.predict(handle_file(GROUP), {"smile": 1.0}, "everyone", None, api_name="/edit")
 

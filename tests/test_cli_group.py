@@ -44,12 +44,14 @@ def test_edit_all_faces_of_a_group_photo(tmp_path: Path) -> None:
     left = slice(0, 500)
     assert np.abs(one[:, left] - original[:, left]).mean() < 0.5
     assert np.abs(all_[:, left] - original[:, left]).mean() > 1.0
-    run("edit", str(GROUP), "-o", str(tmp_path / "crops"), "--crop", "--faces", "0,2",
+    run("edit", str(GROUP), "-o", str(tmp_path / "crops"), "--crop", "--faces", "1,3",
         "--smile", "1")
     assert sorted(p.name for p in (tmp_path / "crops").iterdir()) == \
-        [f"four_portraits_face{i}.jpg" for i in range(4)]
+        [f"four_portraits_face{i}.jpg" for i in (1, 2, 3, 4)]  # numbered as --faces
     bad = run("edit", str(GROUP), "-o", str(tmp_path / "bad"), "--faces", "7", ok=False)
     assert bad.returncode == 1 and "no face number 7" in bad.stderr
+    zero = run("edit", str(GROUP), "-o", str(tmp_path / "bad"), "--faces", "0", ok=False)
+    assert zero.returncode == 1 and "face 1 is the leftmost" in zero.stderr
 
 
 def test_learn_a_direction_then_edit_with_it(tmp_path: Path) -> None:
