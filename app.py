@@ -26,10 +26,15 @@ API (``gradio_client``; the endpoints are listed at the page's "Use via API" lin
     path, info = client.predict("hat", [handle_file(p) for p in with_hat],
                                 [handle_file(p) for p in without], api_name="/learn_direction")
     hatted = client.predict(face, {"hat": 1.0}, "largest", handle_file(path), api_name="/edit")
+    examples = client.predict(api_name="/example_faces")  # [{"image": path, "caption": ...}]
+    path, info = client.predict("fair", None, None, [3, 8, 11], [1, 2, 5],
+                                api_name="/learn_direction")       # example faces by number
 
 ``/edit``'s optional ``faces`` is "largest" (default), "all" or a list of face numbers
-(0 = leftmost); its optional ``directions`` is a file from ``/learn_direction`` (>= 3
-photos with an attribute and >= 3 without; returns the file and its reliability).
+(1 = the leftmost face, as the app numbers them); its optional ``directions`` is a file
+from ``/learn_direction`` (>= 3 faces with an attribute and >= 3 without, uploaded photos
+and/or example faces by their number in ``/example_faces``; returns the file and its
+reliability).
 ``/edit`` takes a JSON dict of strengths: any attribute name from ``/attributes`` (0 = no
 change, 1.0 = the documented unit, sliders span about -1.5..1.5); names left out stay 0.
 All strengths 0 give back the photo itself, byte for byte (PNG). ``/mix`` moves face A a
@@ -74,6 +79,7 @@ from glow_demo.custom_directions import (  # noqa: E402
     with_custom,
 )
 from glow_demo.editor import FaceEditor  # noqa: E402
+from glow_demo.example_faces import ExampleGallery, example_gallery  # noqa: E402
 from glow_demo.group import edit_group, edit_photo, prepare_group  # noqa: E402
 from glow_demo.images import photo_paths  # noqa: E402
 from glow_demo.model import WeightsError  # noqa: E402
@@ -192,7 +198,7 @@ def describe_group(group) -> str:
     """The status line for a prepared photo: one face as before, or a group."""
     if len(group) == 1:
         return describe(group.faces[0])
-    text = (f"**{len(group)} faces found** (numbered from the left): the sliders edit all "
+    text = (f"**{len(group)} faces found** (face 1 is the leftmost): the sliders edit all "
             "of them together; pick one under *Edit* to give it slider values of its own")
     smoothed = [str(i + 1) for i, f in enumerate(group.faces) if f.smoothing]
     if smoothed:
@@ -213,8 +219,8 @@ def target_index(target) -> int | None:
 
 
 def faces_from(value):
-    """The API's ``faces``: "largest" (default), "all", or a list of 0-based face numbers
-    (also as text, "0,2" or "[0, 2]")."""
+    """The API's ``faces``: "largest" (default), "all", or a list of face numbers, 1 = the
+    leftmost (also as text, "1,3" or "[1, 3]"); ``select_faces`` checks the range."""
     if value is None or value == "":
         return "largest"
     if isinstance(value, str):
@@ -228,7 +234,7 @@ def faces_from(value):
         if isinstance(parsed, list):
             return parsed
         raise gr.Error('faces must be "largest", "all" or a list of face numbers such as '
-                       '[0, 2] (0 = the leftmost face).')
+                       '[1, 3] (1 = the leftmost face).')
     if isinstance(value, list):
         return value
     raise gr.Error('faces must be "largest", "all" or a list of face numbers.')
@@ -264,22 +270,38 @@ def build_face_picker():
     return thumbs, target
 
 
-def build_custom_panel():
-    """'Your own slider': learn a direction from >= 3 photos with and >= 3 without,
-    save it, load it again; its sliders (hidden until learned) and a -1/0/+1 strip."""
+def build_custom_panel(examples: ExampleGallery):
+    """'Your own slider': learn a direction from >= 3 faces with and >= 3 without (example
+    faces picked from a gallery, uploaded photos, or both), save it, load it again; its
+    sliders (hidden until learned) and a -1/0/+1 strip."""
+    numbers = [(str(f.number), f.number) for f in examples.faces]
     with gr.Accordion("Your own slider (from a few examples)", open=False,
                       elem_id="custom-panel"):
-        gr.Markdown("Give at least 3 photos of faces **with** an attribute and 3 **without** "
-                    "it, name it, and a slider appears. It is the mean difference of the "
-                    "two sets, like the built-in sliders (which are learned from thousands "
-                    "of CelebA faces), so with few examples it also carries the look of "
-                    "the particular people; the note below says how much.")
+        gr.Markdown("Pick at least 3 faces **with** an attribute and 3 **without** it "
+                    "(example faces below, your own photos, or both), name it, and a "
+                    "slider appears. It is the mean difference of the two sets, like the "
+                    "built-in sliders (which are learned from thousands of CelebA faces), "
+                    "so with few examples it also carries the look of the particular "
+                    "people; the note below says how much.")
+        drawn = sum(f.seed is not None for f in examples.faces)
+        gallery = gr.Gallery(
+            examples.items(), label=f"Example faces: 1–{drawn} drawn by this model, then "
+            "public-domain portraits. Click a face to mark it",
+            columns=6, height="auto", format="png", object_fit="cover",
+            allow_preview=False, buttons=[], elem_id="custom-examples")
         with gr.Row():
-            with_files = gr.File(label="With the attribute (3 or more photos)",
-                                 file_count="multiple", file_types=["image"],
+            mark = gr.Radio(["with", "without"], value="with", label="A click marks a face",
+                            scale=1, min_width=160, elem_id="custom-mark")
+            with_examples = gr.CheckboxGroup(numbers, label="Example faces with the "
+                                             "attribute", scale=3, elem_id="custom-with-examples")
+            without_examples = gr.CheckboxGroup(numbers, label="Example faces without it",
+                                                scale=3, elem_id="custom-without-examples")
+        with gr.Row():
+            with_files = gr.File(label="Photos with the attribute (optional)",
+                                 file_count="multiple", file_types=["image"], height=120,
                                  elem_id="custom-with")
-            without_files = gr.File(label="Without it (3 or more photos)",
-                                    file_count="multiple", file_types=["image"],
+            without_files = gr.File(label="Photos without it (optional)",
+                                    file_count="multiple", file_types=["image"], height=120,
                                     elem_id="custom-without")
         with gr.Row():
             name = gr.Textbox(label="Slider name", placeholder="e.g. hat", max_lines=1,
@@ -298,8 +320,23 @@ def build_custom_panel():
             load = gr.UploadButton("Load sliders (.safetensors)", elem_id="custom-load")
         saved = gr.File(label="My sliders", interactive=False, visible=False,
                         elem_id="custom-saved")
-    return dict(with_files=with_files, without_files=without_files, name=name, learn=learn,
-                note=note, strip=strip, sliders=sliders, save=save, load=load, saved=saved)
+    return dict(gallery=gallery, mark=mark, with_examples=with_examples,
+                without_examples=without_examples, with_files=with_files,
+                without_files=without_files, name=name, learn=learn, note=note, strip=strip,
+                sliders=sliders, save=save, load=load, saved=saved)
+
+
+def toggle_example(mark: str, with_: list | None, without: list | None,
+                   event: gr.SelectData) -> tuple[list, list]:
+    """A click on example face k puts it on the side ``mark`` names (off the other), or
+    takes it off that side if it is there already."""
+    number = event.index + 1
+    sides = {"with": [n for n in with_ or [] if n != number],
+             "without": [n for n in without or [] if n != number]}
+    chosen = "without" if mark == "without" else "with"
+    if number not in ((with_ if chosen == "with" else without) or []):
+        sides[chosen] = sorted(sides[chosen] + [number])
+    return sides["with"], sides["without"]
 
 
 def custom_slider_updates(custom) -> list:
@@ -315,6 +352,7 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
     names = [a.name for a in attributes]
     known = set(names)
     faces = example_faces()
+    examples = example_gallery(editor)  # drawn once (a second or two), shared by all
     folders = upload_folders()  # the only places a request's photo is read from
     out_dir = Path(tempfile.mkdtemp(prefix="glow-demo-", dir=_ensure(get_upload_folder())))
     atexit.register(shutil.rmtree, out_dir, ignore_errors=True)
@@ -481,21 +519,30 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
         return gr.File(value=str(path), visible=True)
 
     # ----- your own slider ------------------------------------------------------------
-    def on_learn(session, custom, name, with_files, without_files):
+    def examples_and_uploads(with_examples, without_examples, with_files, without_files
+                             ) -> tuple[list, list]:
+        """Each side's faces: picked example faces (their latents) and uploaded photos
+        (raw payloads: only files this server received, see ``photo_source``). Raises
+        CustomDirectionError or PhotoError with a message for people."""
+        picked_with, picked_without = examples.pick(with_examples, without_examples)
+        # uploads first, so that "Photo 2 with the attribute" in an error is the 2nd upload
+        return ([*uploaded_paths(with_files, folders), *picked_with],
+                [*uploaded_paths(without_files, folders), *picked_without])
+
+    def on_learn(session, custom, name, with_examples, without_examples, with_files,
+                 without_files):
         custom = list(custom or [])
-        try:  # raw payloads: only files this server received (see photo_source)
-            with_paths = uploaded_paths(with_files, folders)
-            without_paths = uploaded_paths(without_files, folders)
-        except PhotoError as err:
-            raise gr.Error(str(err)) from None
         keep = [gr.Slider()] * MAX_CUSTOM
         if len(custom) >= MAX_CUSTOM:
             raise gr.Error(f"At most {MAX_CUSTOM} sliders of your own; reload the page to "
                            "start again.")
         taken = names + [c.name for c in custom]
         try:
-            learned = learn_direction(editor, name or "", list(with_paths or []),
-                                      list(without_paths or []), taken=taken)
+            with_, without = examples_and_uploads(with_examples, without_examples,
+                                                  with_files, without_files)
+            learned = learn_direction(editor, name or "", with_, without, taken=taken)
+        except PhotoError as err:  # a path that is not an upload: the neutral message
+            raise gr.Error(str(err)) from None
         except CustomDirectionError as err:
             gr.Warning(str(err))
             return custom, f"⚠️ {err}", gr.Image(visible=False), *keep
@@ -557,7 +604,7 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
     # These run with preprocess=False (photos unopened), so they check their numbers.
     def edit(photo, strengths, faces=None, directions=None):
         """Edit the faces in a photo. strengths: {"smile": 1.5, ...}; faces: "largest"
-        (default), "all" or a list of face numbers (0 = leftmost); directions: an optional
+        (default), "all" or a list of face numbers (1 = leftmost); directions: an optional
         file of custom sliders from /learn_direction, whose names strengths may use.
         Returns a PNG."""
         custom = []
@@ -578,13 +625,15 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
         except (CustomDirectionError, PhotoError, ValueError) as err:
             raise gr.Error(str(err)) from None
 
-    def learn(name, with_photos, without_photos):
-        """A slider of your own from >= 3 photos with an attribute and >= 3 without.
-        Returns the direction file (pass it to /edit as directions) and its description:
-        name, label, n_with, n_without, reliability (0..1) and advice in words."""
+    def learn(name, with_photos, without_photos, with_examples=None, without_examples=None):
+        """A slider of your own from >= 3 faces with an attribute and >= 3 without: uploaded
+        photos, and/or example faces by their number in /example_faces (lists such as
+        [3, 8, 11]). Returns the direction file (pass it to /edit as directions) and its
+        description: name, label, n_with, n_without, reliability (0..1) and advice."""
         try:
-            learned = learn_direction(editor, name or "", uploaded_paths(with_photos, folders),
-                                      uploaded_paths(without_photos, folders))
+            with_, without = examples_and_uploads(with_examples, without_examples,
+                                                  with_photos, without_photos)
+            learned = learn_direction(editor, name or "", with_, without)
         except (CustomDirectionError, PhotoError) as err:
             raise gr.Error(str(err)) from None
         path = save_directions(new_file(f"{learned.name}.safetensors"), [learned])
@@ -604,6 +653,11 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
         steps = number_in(steps, "steps", 2, MAX_MORPH_STEPS)
         return export_morph(prepare_or_raise(photo_a), prepare_or_raise(photo_b), steps,
                             format)
+
+    def list_examples():
+        """The example faces /learn_direction can pick by number (1 = the first); each
+        caption says what it is (a model sample and its seed, or a portrait)."""
+        return [(f.image, f"{f.number}: {f.source}") for f in examples.faces]
 
     def list_attributes():
         """Every attribute /edit accepts: name, label, main (headline slider), low, high."""
@@ -666,7 +720,7 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
                                              elem_id="save")
                         saved = gr.File(label="Edited photo (PNG)", interactive=False,
                                         visible=False, elem_id="saved")
-                        custom = build_custom_panel()
+                        custom = build_custom_panel(examples)
                 # sliders were created in attribute order (main, then the rest) = `names`
                 order = {a.name: i for i, a in enumerate(main + rest)}
                 sliders = [sliders[order[n]] for n in names]
@@ -727,7 +781,10 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
             api_with = gr.File(file_count="multiple", label="with_photos")
             api_without = gr.File(file_count="multiple", label="without_photos")
             api_learned = gr.JSON(label="direction")
-            api_buttons = [gr.Button() for _ in range(5)]
+            api_with_examples = gr.JSON(None, label="with_examples")
+            api_without_examples = gr.JSON(None, label="without_examples")
+            api_examples = gr.Gallery(format="png", label="example faces")
+            api_buttons = [gr.Button() for _ in range(6)]
 
         # ----- events ----------------------------------------------------------------------
         private = dict(api_visibility="private")
@@ -776,9 +833,12 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
 
         api_buttons[0].click(edit, [api_photo, api_strengths, api_faces, api_directions],
                              api_image, api_name="edit", **raw, **MODEL)
-        api_buttons[4].click(learn, [api_name, api_with, api_without],
+        api_buttons[4].click(learn, [api_name, api_with, api_without, api_with_examples,
+                                     api_without_examples],
                              [api_file, api_learned], api_name="learn_direction", **raw,
                              **MODEL)
+        api_buttons[5].click(list_examples, None, api_examples, api_name="example_faces",
+                             queue=False)
         api_buttons[1].click(mix, [api_photo, api_photo_b, api_t], api_image,
                              api_name="mix", **raw, **MODEL)
         api_buttons[2].click(morph, [api_photo, api_photo_b, api_steps, api_fmt], api_file,
@@ -792,7 +852,12 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
 def wire_custom_panel(custom: dict, session, custom_state, on_learn, on_save, on_load,
                       private: dict) -> None:
     """The events of 'Your own slider' (``build_custom_panel``)."""
+    custom["gallery"].select(toggle_example, [custom["mark"], custom["with_examples"],
+                                              custom["without_examples"]],
+                             [custom["with_examples"], custom["without_examples"]],
+                             queue=False, **private)
     custom["learn"].click(on_learn, [session, custom_state, custom["name"],
+                                     custom["with_examples"], custom["without_examples"],
                                      custom["with_files"], custom["without_files"]],
                           [custom_state, custom["note"], custom["strip"], *custom["sliders"]],
                           preprocess=False, **private, **MODEL)

@@ -177,7 +177,8 @@ def _strengths(args: argparse.Namespace, names: list[str]) -> dict[str, float]:
 
 
 def _faces_spec(text: str):
-    """--faces: "largest", "all" or face numbers "0,2" (left to right, from 0)."""
+    """--faces: "largest", "all" or face numbers "1,3" (left to right, face 1 the
+    leftmost; ``select_faces`` checks the range against the photo)."""
     text = text.strip().lower()
     if text in ("largest", "all"):
         return text
@@ -185,7 +186,7 @@ def _faces_spec(text: str):
         return [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"--faces takes largest, all or face numbers such as 0,2; got {text!r}") from None
+            f"--faces takes largest, all or face numbers such as 1,3; got {text!r}") from None
 
 
 def _custom_directions(editor, pairs: list[list[str]]):
@@ -240,7 +241,7 @@ def cmd_edit(args: argparse.Namespace) -> None:
         suffix = path.suffix if path.suffix.lower() in (".png", ".jpg", ".jpeg") else ".png"
         if args.crop:
             several = len(result.crops) > 1
-            images = [(f"{path.stem}_face{i}" if several else path.stem, crop)
+            images = [(f"{path.stem}_face{i + 1}" if several else path.stem, crop)
                       for i, crop in enumerate(result.crops)]
         else:
             images = [(path.stem, result.photo)]
@@ -269,14 +270,32 @@ def cmd_learn_direction(args: argparse.Namespace) -> None:
     try:
         if out.exists():  # add to the file: several sliders in one
             kept = [c for c in load_for(editor, out) if c.name != args.name]
-        custom = learn_direction(editor, args.name, _photos(args.with_), _photos(args.without),
-                                 label=args.label)
+        with_, without = photo_paths(args.with_), photo_paths(args.without)
+        if args.with_examples or args.without_examples:
+            from .example_faces import example_gallery
+
+            picked = example_gallery(editor).pick(args.with_examples, args.without_examples)
+            with_, without = [*with_, *picked[0]], [*without, *picked[1]]
+        custom = learn_direction(editor, args.name, with_, without, label=args.label)
     except CustomDirectionError as err:
         raise SystemExit(f"error: {err}") from None
     save_directions(out, [*kept, custom])
     print(f"{custom.name}: {custom.advice}")
     print(f"wrote {out} ({len(kept) + 1} direction(s)); use it with "
           f"`python -m glow_demo edit PHOTO -o OUT --direction {out} {custom.name}=1.0`")
+
+
+def cmd_example_faces(args: argparse.Namespace) -> None:
+    """Write the example faces, numbered as `learn-direction --with-examples` takes them."""
+    from .example_faces import example_gallery
+
+    gallery = example_gallery(_load_editor(args))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for face in gallery.faces:
+        face.image.save(out / f"example{face.number:02d}.png")
+        print(f"{face.number:2d}: {face.source}")
+    print(f"wrote {len(gallery)} example faces to {out}")
 
 
 def cmd_mix(args: argparse.Namespace) -> None:
@@ -466,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="disentangle: hold these attributes fixed (e.g. --age 1 --keep male)")
     p.add_argument("--faces", type=_faces_spec, default="largest",
                    help="which faces to edit: largest (default), all, or face numbers "
-                   "from the left such as 0,2")
+                   "from the left such as 1,3 (face 1 is the leftmost)")
     p.add_argument("--direction", nargs=2, action="append", default=[],
                    metavar=("FILE", "NAME=S"),
                    help="a custom slider from a file written by `learn-direction`, at "
@@ -483,18 +502,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_edit)
 
     p = sub.add_parser("learn-direction",
-                       help="a slider of your own from >= 3 photos with an attribute and "
-                       ">= 3 without")
+                       help="a slider of your own from >= 3 faces with an attribute and "
+                       ">= 3 without (photos and/or example faces)")
     p.add_argument("name", help="the slider's name, e.g. hat")
-    p.add_argument("--with", dest="with_", nargs="+", required=True, metavar="PHOTO",
+    p.add_argument("--with", dest="with_", nargs="+", default=[], metavar="PHOTO",
                    help="photos (or folders) of faces with the attribute")
-    p.add_argument("--without", nargs="+", required=True, metavar="PHOTO",
+    p.add_argument("--without", nargs="+", default=[], metavar="PHOTO",
                    help="photos (or folders) of faces without it")
+    p.add_argument("--with-examples", default="", metavar="N,N,N",
+                   help="example faces with the attribute, by number (see `example-faces`); "
+                   "counted with --with")
+    p.add_argument("--without-examples", default="", metavar="N,N,N",
+                   help="example faces without it, by number")
     p.add_argument("--label", default=None, help="the slider's label")
     p.add_argument("-o", "--out", required=True,
                    help="the .safetensors file to write (an existing one is added to)")
     _add_weights(p)
     p.set_defaults(func=cmd_learn_direction)
+
+    p = sub.add_parser("example-faces",
+                       help="write the numbered example faces learn-direction can pick from")
+    p.add_argument("-o", "--out", required=True, help="output directory")
+    _add_weights(p)
+    p.set_defaults(func=cmd_example_faces)
 
     p = sub.add_parser("mix", help="morph one face into another (GIF or MP4)")
     p.add_argument("photo_a")

@@ -135,7 +135,8 @@ def learn_direction(editor, name: str, with_photos: Sequence, without_photos: Se
                     label: str | None = None, taken: Sequence[str] | None = None
                     ) -> CustomDirection:
     """A direction from photos (paths, bytes, images or prepared ``Face``s) of faces with
-    and without an attribute; the largest face of each photo is used. Raises
+    and without an attribute, or edit-base latents (example faces the model drew: see
+    ``example_faces``); the largest face of each photo is used. Raises
     ``CustomDirectionError`` (too few examples, a bad name, a photo without a face:
     which one is said)."""
     from .align import PhotoError
@@ -146,12 +147,17 @@ def learn_direction(editor, name: str, with_photos: Sequence, without_photos: Se
     for side, photos in (("with", with_photos), ("without", without_photos)):
         if not MIN_EXAMPLES <= len(photos) <= MAX_EXAMPLES:
             raise CustomDirectionError(
-                f"Give {MIN_EXAMPLES} to {MAX_EXAMPLES} photos {side} the attribute; "
-                f"got {len(photos)}.")
+                f"Give {MIN_EXAMPLES} to {MAX_EXAMPLES} faces {side} the attribute (photos "
+                f"or example faces); got {len(photos)}.")
 
     def base(photo, side: str, k: int) -> torch.Tensor:
         if isinstance(photo, Face):
             return photo.base
+        if isinstance(photo, torch.Tensor):
+            if photo.shape != (editor.model.latent_dim,):
+                raise CustomDirectionError(f"Example {k + 1} {side} the attribute is not a "
+                                           "latent of this model.")
+            return photo.to(editor._device())
         try:
             return editor.prepare(photo).base
         except PhotoError as err:

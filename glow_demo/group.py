@@ -9,9 +9,10 @@ exploding inverse as ``FaceEditor.edit`` does, and pastes all the changes back i
 photo at once (``align.paste_back_many``: where two faces' crops overlap, each face's
 own change wins near its centre and they cross-fade between, without a seam).
 
-Faces are numbered left to right (0 = leftmost). A photo with one face is prepared and
-edited by exactly the operations of ``FaceEditor.prepare`` and ``FaceEditor.edit``: the
-result is the same, byte for byte.
+Faces are numbered for people left to right from 1 (face 1 is the leftmost), in the CLI,
+the API and the app alike; lists inside (``Group.faces``) are indexed from 0. A photo
+with one face is prepared and edited by exactly the operations of ``FaceEditor.prepare``
+and ``FaceEditor.edit``: the result is the same, byte for byte.
 
     group = prepare_group(editor, "team.jpg")
     result = edit_group(editor, group, strengths_for(group, "all", {"smile": 1.0}))
@@ -34,8 +35,8 @@ from .editor import BASE_PEAK, EditResult, Face, FaceEditor, _upsample
 from .images import pil_to_tensor, tensor_to_pil
 from .model import STABLE_PEAK
 
-FacesSpec = str | Sequence[int]  # "largest" | "all" | indices (left to right, from 0)
-FACES_HELP = '"largest" (default), "all", or a list of face numbers (0 = leftmost)'
+FacesSpec = str | Sequence[int]  # "largest" | "all" | face numbers (left to right, from 1)
+FACES_HELP = '"largest" (default), "all", or a list of face numbers (1 = leftmost)'
 
 
 @dataclass
@@ -77,7 +78,7 @@ class GroupResult:
         ``EditResult.message``)."""
         if len(self.applied) == 1:
             return _note(self.applied[0])
-        notes = [f"face {i}: {_note(a)}" for i, a in enumerate(self.applied) if a < 1.0]
+        notes = [f"face {i + 1}: {_note(a)}" for i, a in enumerate(self.applied) if a < 1.0]
         return "; ".join(notes)
 
 
@@ -86,7 +87,8 @@ def _note(applied: float) -> str:
 
 
 def select_faces(spec: FacesSpec | None, group: Group) -> list[int]:
-    """Indices of the faces a ``FacesSpec`` names; ValueError with a message if bad."""
+    """The 0-based positions in ``group.faces`` of the faces a ``FacesSpec`` names (face
+    numbers count from 1, face 1 the leftmost); ValueError with a message if bad."""
     n = len(group)
     if spec is None or spec == "largest":
         return [group.largest]
@@ -102,12 +104,12 @@ def select_faces(spec: FacesSpec | None, group: Group) -> list[int]:
         raise ValueError("faces is an empty list: name at least one face")
     if not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in items):
         raise ValueError(f"face numbers must be whole numbers; got {spec!r}")
-    indices = [int(i) for i in items]
-    bad = [i for i in indices if not 0 <= i < n]
+    numbers = [int(i) for i in items]
+    bad = [i for i in numbers if not 1 <= i <= n]
     if bad:
         raise ValueError(f"no face number {bad[0]}: the photo has {n} face(s), numbered "
-                         f"0 to {n - 1} from the left")
-    return sorted(set(indices))
+                         f"1 to {n} from the left (face 1 is the leftmost)")
+    return sorted({i - 1 for i in numbers})
 
 
 def strengths_for(group: Group, spec: FacesSpec | None, strengths: Mapping[str, float]

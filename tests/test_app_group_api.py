@@ -36,8 +36,8 @@ def test_edit_takes_which_faces(client: Client) -> None:
     largest = rgb(client.predict(handle_file(GROUP), {"smile": 1.0}, api_name="/edit"))
     every = rgb(client.predict(handle_file(GROUP), {"smile": 1.0}, "all", None,
                                api_name="/edit"))
-    first = rgb(client.predict(handle_file(GROUP), {"smile": 1.0}, [0], None,
-                               api_name="/edit"))
+    first = rgb(client.predict(handle_file(GROUP), {"smile": 1.0}, [1], None,
+                               api_name="/edit"))  # face 1 is the leftmost
     assert largest.shape == every.shape == original.shape
     assert np.abs(largest[:, left] - original[:, left]).mean() < 0.5
     assert np.abs(every[:, left] - original[:, left]).mean() > 1.0
@@ -46,6 +46,8 @@ def test_edit_takes_which_faces(client: Client) -> None:
     assert np.abs(first[:, left] - original[:, left]).mean() > 0.5
     with pytest.raises(AppError, match="no face number 7"):
         client.predict(handle_file(GROUP), {"smile": 1.0}, [7], None, api_name="/edit")
+    with pytest.raises(AppError, match="no face number 0: .*numbered 1 to 4"):
+        client.predict(handle_file(GROUP), {"smile": 1.0}, "0", None, api_name="/edit")
     with pytest.raises(AppError, match="faces must be"):
         client.predict(handle_file(GROUP), {"smile": 1.0}, "everyone", None, api_name="/edit")
 
@@ -71,6 +73,30 @@ def test_learn_a_slider_then_edit_with_it(client: Client, tmp_path: Path) -> Non
     assert np.abs(edited - rgb(ASTRONAUT)).mean() > 0.5
     with pytest.raises(AppError, match="Unknown attribute.*navy"):
         client.predict(handle_file(ASTRONAUT), {"navy": 0.5}, api_name="/edit")
-    with pytest.raises(AppError, match="Give 3 to 64 photos with"):
+    with pytest.raises(AppError, match="Give 3 to 64 faces with"):
         client.predict("cap", files["grace_hopper.jpg"][:2], files["astronaut.png"],
                        api_name="/learn_direction")
+
+
+def test_learn_a_slider_from_example_faces(client: Client) -> None:
+    examples = client.predict(api_name="/example_faces")
+    captions = [e["caption"] for e in examples]
+    assert len(examples) >= 26 and captions[0] == "1: model sample, seed 0, temperature 0.6"
+    assert [c.split(":")[0] for c in captions] == [str(k) for k in range(1, len(examples) + 1)]
+    assert any("grace_hopper.jpg" in c for c in captions)
+    with Image.open(examples[0]["image"]) as first:
+        assert first.size == (64, 64)
+    path, info = client.predict("picked", None, None, [1, 2, 3], [4, 5, 6],
+                                api_name="/learn_direction")
+    assert (info["n_with"], info["n_without"]) == (3, 3) and 0 <= info["reliability"] <= 1
+    edited = rgb(client.predict(handle_file(ASTRONAUT), {"picked": 1.0}, "largest",
+                                handle_file(path), api_name="/edit"))
+    assert np.abs(edited - rgb(ASTRONAUT)).mean() > 0.5
+    # uploads and example faces count together
+    _, mixed = client.predict("mixed", [handle_file(ASTRONAUT)], None, [1, 2], "4, 5, 6",
+                              api_name="/learn_direction")
+    assert (mixed["n_with"], mixed["n_without"]) == (3, 3)
+    with pytest.raises(AppError, match="No example face 0: they are numbered 1 to"):
+        client.predict("zero", None, None, [0, 1, 2], [4, 5, 6], api_name="/learn_direction")
+    with pytest.raises(AppError, match="Example face 2 is ticked both"):
+        client.predict("both", None, None, [1, 2, 3], [2, 5, 6], api_name="/learn_direction")

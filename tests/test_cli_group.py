@@ -44,12 +44,14 @@ def test_edit_all_faces_of_a_group_photo(tmp_path: Path) -> None:
     left = slice(0, 500)
     assert np.abs(one[:, left] - original[:, left]).mean() < 0.5
     assert np.abs(all_[:, left] - original[:, left]).mean() > 1.0
-    run("edit", str(GROUP), "-o", str(tmp_path / "crops"), "--crop", "--faces", "0,2",
+    run("edit", str(GROUP), "-o", str(tmp_path / "crops"), "--crop", "--faces", "1,3",
         "--smile", "1")
     assert sorted(p.name for p in (tmp_path / "crops").iterdir()) == \
-        [f"four_portraits_face{i}.jpg" for i in range(4)]
+        [f"four_portraits_face{i}.jpg" for i in (1, 2, 3, 4)]  # numbered as --faces
     bad = run("edit", str(GROUP), "-o", str(tmp_path / "bad"), "--faces", "7", ok=False)
     assert bad.returncode == 1 and "no face number 7" in bad.stderr
+    zero = run("edit", str(GROUP), "-o", str(tmp_path / "bad"), "--faces", "0", ok=False)
+    assert zero.returncode == 1 and "face 1 is the leftmost" in zero.stderr
 
 
 def test_learn_a_direction_then_edit_with_it(tmp_path: Path) -> None:
@@ -77,5 +79,22 @@ def test_learn_a_direction_then_edit_with_it(tmp_path: Path) -> None:
     few = run("learn-direction", "cap", "--with", str(sides["grace_hopper.jpg"] / "a.png"),
               "--without", str(sides["astronaut.png"]), "-o", str(tmp_path / "f.safetensors"),
               ok=False)
-    assert few.returncode != 0 and "Give 3 to 64 photos with" in few.stderr
+    assert few.returncode != 0 and "Give 3 to 64 faces with" in few.stderr
     assert "Traceback" not in few.stderr + missing.stderr
+
+
+def test_learn_a_direction_from_example_faces(tmp_path: Path) -> None:
+    listed = run("example-faces", "-o", str(tmp_path / "examples")).stdout
+    files = sorted(p.name for p in (tmp_path / "examples").iterdir())
+    assert files[0] == "example01.png" and len(files) >= 26, files
+    assert " 1: model sample, seed 0, temperature 0.6" in listed
+    assert "public-domain portrait grace_hopper.jpg" in listed
+    file = tmp_path / "picked.safetensors"
+    out = run("learn-direction", "picked", "--with-examples", "1,2,3", "--without",
+              str(FACES / "astronaut.png"), "--without-examples", "4,5", "-o",
+              str(file)).stdout
+    assert "Learned from 3 with and 3 without" in out and file.is_file(), out
+    bad = run("learn-direction", "bad", "--with-examples", "0,1,2", "--without-examples",
+              "4,5,6", "-o", str(tmp_path / "bad.safetensors"), ok=False)
+    assert bad.returncode != 0 and "No example face 0" in bad.stderr
+    assert "Traceback" not in bad.stderr

@@ -77,7 +77,7 @@ def test_reliability_in_words() -> None:
 
 
 def test_too_few_examples_or_a_taken_name_are_refused(editor: FaceEditor) -> None:
-    with pytest.raises(CustomDirectionError, match="Give 3 to 64 photos with"):
+    with pytest.raises(CustomDirectionError, match="Give 3 to 64 faces with"):
         learn_direction(editor, "cap", [HOPPER, HOPPER], [ASTRONAUT] * 3)
     with pytest.raises(CustomDirectionError, match="already a slider"):
         learn_direction(editor, "smile", [HOPPER] * 3, [ASTRONAUT] * 3)

@@ -94,7 +94,7 @@ def test_all_faces_smile_in_one_batched_decode(editor, group, photo) -> None:
 
 
 def test_one_chosen_face_is_edited_and_its_neighbours_are_not(editor, group, photo) -> None:
-    result = edit_group(editor, group, strengths_for(group, [2], {"smile": 1.5}))
+    result = edit_group(editor, group, strengths_for(group, [3], {"smile": 1.5}))  # face 3
     before, after = np.asarray(photo), np.asarray(result.photo)
     changes = [mouth_change(before, after, f) for f in group.faces]
     assert changes[2] > 2.0, changes
@@ -115,7 +115,7 @@ def test_a_one_face_photo_is_edited_exactly_as_before(editor) -> None:
     single = np.asarray(editor.edit(face, {"smile": 1.0, "age_years": 0.5}).photo)
     group = prepare_group(editor, ASTRONAUT)
     assert len(group) == 1 and torch.equal(group.faces[0].base, face.base)
-    for spec in ("all", [0], "largest"):
+    for spec in ("all", [1], "largest"):
         result = edit_photo(editor, ASTRONAUT, {"smile": 1.0, "age_years": 0.5}, spec)
         assert np.array_equal(np.asarray(result.photo), single), spec
 
@@ -129,11 +129,15 @@ def test_largest_is_the_single_face_path(editor, photo, group) -> None:
 
 
 def test_face_selection_is_checked(group) -> None:
+    """Face numbers count from 1 (face 1 is the leftmost); the positions returned index
+    ``group.faces`` from 0."""
     assert select_faces("all", group) == [0, 1, 2, 3]
     assert select_faces(None, group) == [3]
-    assert select_faces([3, 1, 1], group) == [1, 3]
-    for bad, message in (([4], "no face number 4"), ([], "empty"), ("some", "faces must"),
-                         ([1.5], "whole numbers"), ([True], "whole numbers")):
+    assert select_faces([4, 2, 2], group) == [1, 3]
+    for bad, message in (([5], "no face number 5: the photo has 4 face.s., numbered 1 to 4"),
+                         ([0], "no face number 0: .*face 1 is the leftmost"), ([], "empty"),
+                         ("some", "faces must"), ([1.5], "whole numbers"),
+                         ([True], "whole numbers")):
         with pytest.raises(ValueError, match=message):
             select_faces(bad, group)
 
