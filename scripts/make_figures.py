@@ -1,6 +1,10 @@
 """Rebuild the README's pictures from the shipped weights and the public-domain faces.
 
     python scripts/make_figures.py [--out assets]
+    python scripts/make_figures.py --out runs/heldout --photos PHOTO... [--weights DIR]
+
+The second form writes only edit_grid.png, one row per given photo and no samples: for
+looking at held-out faces (e.g. CelebA validation photos) that must not be committed.
 
 Writes samples.png (random faces at several temperatures) and edit_grid.png: one row
 per public-domain photo (the edit pasted into its full-resolution aligned crop) and
@@ -25,13 +29,15 @@ EDITS = [("original", {}), ("smile", {"smile": 1.5}), ("older +45 y", {"age_year
          ("younger -45 y", {"age_years": -1.5}), ("blond", {"blond_hair": 1.5}),
          ("black hair", {"black_hair": 1.5}), ("brown hair", {"brown_hair": 1.5}),
          ("gray hair", {"gray_hair": 1.5}), ("glasses", {"glasses": 1.5}),
-         ("beard", {"beard": 1.5})]
+         ("beard", {"beard": 1.5}), ("smile + older + gray", {"smile": 1.5, "age_years": 1.5,
+                                                               "gray_hair": 1.5})]
 
 
 def edit_grid(editor: FaceEditor, size: int = 160, n_samples: int = 2,
-              temperature: float = 0.5, seed: int = 1) -> Image.Image:
+              temperature: float = 0.5, seed: int = 1,
+              photos: list[Path] | None = None) -> Image.Image:
     cells = []
-    for path in FACES:
+    for path in FACES if photos is None else photos:
         face = editor.prepare(path)
         for _, strengths in EDITS:
             crop = editor.edit(face, strengths).crop.resize((size, size), Image.LANCZOS)
@@ -57,10 +63,17 @@ def edit_grid(editor: FaceEditor, size: int = 160, n_samples: int = 2,
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default="assets")
+    parser.add_argument("--photos", nargs="+", type=Path,
+                        help="rows of these photos instead (no samples; for looking only)")
+    parser.add_argument("--weights", default=None, help="model folder (default: shipped)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    editor = FaceEditor.load()
+    editor = FaceEditor.load(args.weights) if args.weights else FaceEditor.load()
+    if args.photos:
+        edit_grid(editor, n_samples=0, photos=args.photos).save(out / "edit_grid.png")
+        print(f"wrote {out / 'edit_grid.png'} ({len(args.photos)} photos)")
+        return
     edit_grid(editor).save(out / "edit_grid.png")
     temps = [0.5, 0.6, 0.7, 0.8]
     samples = torch.cat([editor.model.sample(6, t, seed=0) for t in temps])
