@@ -80,9 +80,10 @@ from glow_demo.custom_directions import (  # noqa: E402
 )
 from glow_demo.editor import FaceEditor  # noqa: E402
 from glow_demo.example_faces import ExampleGallery, example_gallery  # noqa: E402
-from glow_demo.group import edit_group, edit_photo, prepare_group  # noqa: E402
+from glow_demo.group import edit_photo, prepare_group  # noqa: E402
 from glow_demo.images import photo_paths  # noqa: E402
-from glow_demo.model import WeightsError  # noqa: E402
+from glow_demo.live import FrameStore, LiveEdit  # noqa: E402
+from glow_demo.model import DEFAULT_WEIGHTS, WeightsError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 FACES_DIR = ROOT / "assets" / "faces"
@@ -356,6 +357,7 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
     folders = upload_folders()  # the only places a request's photo is read from
     out_dir = Path(tempfile.mkdtemp(prefix="glow-demo-", dir=_ensure(get_upload_folder())))
     atexit.register(shutil.rmtree, out_dir, ignore_errors=True)
+    frames = FrameStore(out_dir / "frames", ttl_s=FILE_TTL_S)  # the pictures slider moves show
 
     def new_file(suffix: str) -> Path:
         """A fresh path for a download. Gradio serves its own copy of what a callback
@@ -442,7 +444,7 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
         except PhotoError as err:
             gr.Warning(str(err))
             return None, None, hide, f"⚠️ {err}", *no_picker
-        session = {"group": group, "before": Image.fromarray(group.photo), "all": None,
+        session = {"group": group, "live": LiveEdit(editor, group, frames), "all": None,
                    "own": {}}
         shown = group.faces[group.largest]
         picker = no_picker
@@ -476,28 +478,40 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
         shared = session["all"] or [0.0] * len(values)
         return [session["own"].get(i, shared) for i in range(n)]
 
-    def render(session, hold, target, custom, values):
+    def edit_args(session, hold, target, custom, values) -> tuple:
+        """(per-face strengths, disentangle, directions) for ``LiveEdit``."""
         per_face = remember(session, target, values)
         keys = slider_names(custom)
         strengths = [{k: v for k, v in zip(keys, face, strict=True) if v and
                       not k.startswith("_unused")} for face in per_face]
         used = {k for face in strengths for k in face}
         directions = with_custom(editor.directions, custom) if custom else None
-        return edit_group(editor, session["group"], strengths, held_fixed(hold, used),
-                          directions)
+        return strengths, held_fixed(hold, used), directions
 
-    def on_edit(session, hold, target, custom, *values):
-        if session is None:
-            return None, None, ""
-        result = render(session, hold, target, custom or [], values)
+    def show(session, target, frame):
+        """The outputs of a slider move: (before, after) files, the model's view, status."""
         group = session["group"]
         index = target_index(target)
         shown = group.largest if index is None or index >= len(group) else index
-        status = f"decode {ms(result.seconds)}"
-        if result.message:
-            status += f" — **⚠️ {result.message}**"
-        return ((session["before"], result.photo), upscale(result.model_views[shown]),
+        status = frame.timings
+        if frame.result.message:
+            status += f" — **⚠️ {frame.result.message}**"
+        return ((frame.before, frame.after), upscale(frame.result.model_views[shown]),
                 status)
+
+    def on_edit(session, hold, target, custom, *values):
+        """A slider moved: the picture at preview size (a large photo) or in full."""
+        if session is None:
+            return None, None, ""
+        args = edit_args(session, hold, target, custom or [], values)
+        return show(session, target, session["live"].frame(*args))
+
+    def on_release(session, hold, target, custom, *values):
+        """A slider let go: a large photo at its own resolution (its decode re-used)."""
+        if session is None or not session["live"].has_preview:
+            return gr.skip(), gr.skip(), gr.skip()
+        args = edit_args(session, hold, target, custom or [], values)
+        return show(session, target, session["live"].frame(*args, full=True))
 
     def on_target(session, target):
         """Picking a face (or all): the sliders show that face's values."""
@@ -515,7 +529,8 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
         if session is None:
             raise gr.Error("Give a photo first.")
         path = new_file("edited.png")
-        render(session, hold, target, custom or [], values).photo.save(path)
+        args = edit_args(session, hold, target, custom or [], values)
+        session["live"].result(*args).photo.save(path)
         return gr.File(value=str(path), visible=True)
 
     # ----- your own slider ------------------------------------------------------------
@@ -800,6 +815,10 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
         gr.on([s.change for s in all_sliders] + [hold.change], on_edit, edit_inputs,
               edit_outputs, trigger_mode="always_last", show_progress="hidden", **private,
               **MODEL)
+        # Moves show a preview of a large photo; letting go (pointer up, leaving the
+        # number box) shows it in full, re-using the last move's decode (LiveEdit).
+        gr.on([s.release for s in all_sliders], on_release, edit_inputs, edit_outputs,
+              trigger_mode="always_last", show_progress="hidden", **private, **MODEL)
         # Picking a face (radio or thumbnail) shows its values on the sliders
         target.input(on_target, [session, target], all_sliders, queue=False,
                      **private).then(on_edit, edit_inputs, edit_outputs,
@@ -895,10 +914,14 @@ def main(argv: list[str] | None = None) -> None:
                         help="compile the decoder in the background (torch.compile): about "
                              "20%% faster decodes once ready, but slider moves are several "
                              "times slower while it compiles (minutes the first time)")
+    parser.add_argument("--float32", action="store_true",
+                        help="decode in float32 only (default: bf16 coupling nets where the "
+                             "CPU has them, 0.75x the time, no visible difference)")
     args = parser.parse_args(argv)
 
+    bf16 = False if args.float32 else None
     try:
-        editor = FaceEditor.load() if args.weights is None else FaceEditor.load(args.weights)
+        editor = FaceEditor.load(args.weights or DEFAULT_WEIGHTS, bf16=bf16)
     except WeightsError as err:
         sys.exit(f"app.py: cannot load the model: {err}")
     editor.warm_up(compile_decode=args.compile)

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
 
-from .align import align_faces, load_photo, paste_back_many
+from .align import AlignedFace, align_faces, load_photo, paste_back_many
 from .directions import Directions
 from .editor import BASE_PEAK, EditResult, Face, FaceEditor, _upsample
 from .images import pil_to_tensor, tensor_to_pil
@@ -80,6 +81,42 @@ class GroupResult:
             return _note(self.applied[0])
         notes = [f"face {i + 1}: {_note(a)}" for i, a in enumerate(self.applied) if a < 1.0]
         return "; ".join(notes)
+
+
+@dataclass
+class View:
+    """A group's photo scaled down for display, with each face's alignment scaled to it:
+    an edit pasted into it is the full-resolution edit as a smaller picture would show
+    it, for a fraction of the cost (``paste_group``)."""
+
+    photo: np.ndarray  # (h, w, 3) uint8
+    faces: list[AlignedFace]  # each face's crop and photo -> crop matrix, at this scale
+    scale: float  # view pixels per photo pixel
+
+
+def view_of(group: Group, max_side: int) -> View | None:
+    """The photo scaled (pixel-area averaging) so that its longer side is ``max_side``;
+    None if it is no larger than that already (the photo itself is the view)."""
+    height, width = group.photo.shape[:2]
+    if max(height, width) <= max_side:
+        return None
+    scale = max_side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    photo = cv2.resize(group.photo, size, interpolation=cv2.INTER_AREA)
+    # view pixel -> photo pixel, with pixel centres at integer coordinates (as cv2's)
+    sx, sy = size[0] / width, size[1] / height
+    to_photo = np.array([[1 / sx, 0, 0.5 / sx - 0.5], [0, 1 / sy, 0.5 / sy - 0.5], [0, 0, 1]])
+    faces = []
+    for face in (f.aligned for f in group.faces):
+        side = max(64, round(face.size * scale))
+        k = side / face.size  # crop pixel -> view crop pixel
+        to_crop = np.array([[k, 0, 0.5 * k - 0.5], [0, k, 0.5 * k - 0.5]])
+        matrix = to_crop @ np.vstack([face.matrix, [0, 0, 1]]) @ to_photo
+        crop = cv2.resize(face.crop, (side, side), interpolation=cv2.INTER_AREA)
+        box = tuple(float(v) * scale for v in face.box)
+        faces.append(replace(face, crop=crop, matrix=matrix, photo_size=size,
+                             landmarks=face.landmarks * scale, box=box))
+    return View(photo=photo, faces=faces, scale=scale)
 
 
 def _note(applied: float) -> str:
@@ -145,27 +182,25 @@ def prepare_group(editor: FaceEditor, photo) -> Group:
     return Group(photo=array, faces=faces, seconds=seconds)
 
 
-def edit_group(editor: FaceEditor, group: Group,
-               strengths: Sequence[Mapping[str, float] | None],
-               disentangle: dict[str, tuple[str, ...]] | None = None,
-               directions: Directions | None = None) -> GroupResult:
-    """Edit each face by its own strengths (one mapping per face; None or {} = leave it).
-
-    The edited faces are decoded in one batch; a face whose edit would explode is scaled
-    back on its own (``FaceEditor``'s guard), the others are not affected.
-    """
-    start = time.perf_counter()
+def group_offsets(editor: FaceEditor, group: Group,
+                  strengths: Sequence[Mapping[str, float] | None],
+                  disentangle: dict[str, tuple[str, ...]] | None = None,
+                  directions: Directions | None = None) -> list[torch.Tensor]:
+    """Each face's latent offset for its strengths (one mapping per face; None or {} =
+    leave it): all that an edit's decode depends on besides the faces themselves."""
     if len(strengths) != len(group):
         raise ValueError(f"{len(group)} faces but {len(strengths)} sets of strengths")
     directions = directions or editor.directions
-    if len(group) == 1:  # one face: exactly FaceEditor.edit
-        result = editor.edit(group.faces[0], dict(strengths[0] or {}), disentangle,
-                             directions=directions)
-        return GroupResult(photo=result.photo, crops=[result.crop],
-                           model_views=[result.model_view], applied=[result.applied],
-                           seconds=time.perf_counter() - start)
-    offsets = [directions.vector(dict(s or {}), disentangle).to(f.base.device)
-               for s, f in zip(strengths, group.faces, strict=True)]
+    return [directions.vector(dict(s or {}), disentangle).to(f.base.device)
+            for s, f in zip(strengths, group.faces, strict=True)]
+
+
+def decode_group(editor: FaceEditor, group: Group, offsets: Sequence[torch.Tensor]
+                 ) -> tuple[list[torch.Tensor], list[float]]:
+    """(each face's decoded 64 px edit, fraction of it applied): the edited faces decoded
+    in one batch; a face whose edit would explode is scaled back on its own
+    (``FaceEditor``'s guard), the others are not affected. For one face this is exactly
+    ``FaceEditor.edit``'s decode."""
     decoded = [f.base_decoded for f in group.faces]
     applied = [1.0] * len(group)
     active = [i for i, o in enumerate(offsets) if o.any()]
@@ -179,18 +214,48 @@ def edit_group(editor: FaceEditor, group: Group,
                 face = group.faces[i]
                 decoded[i], applied[i] = editor._decode_stably(face.base, offsets[i],
                                                                face.base_decoded)
+    return decoded, applied
+
+
+def paste_group(group: Group, decoded: Sequence[torch.Tensor], applied: Sequence[float],
+                view: View | None = None, start: float | None = None) -> GroupResult:
+    """Decoded edits pasted back into the photo, or into ``view`` (the photo scaled, for a
+    quick preview: see ``view_of``); ``start`` (perf_counter) dates ``seconds``.
+
+    Faces whose decode is their unchanged base are left alone, so with no edit the
+    photo comes back byte for byte.
+    """
+    start = time.perf_counter() if start is None else start
+    photo, aligned = (group.photo, [f.aligned for f in group.faces]) if view is None \
+        else (view.photo, view.faces)
     deltas: list[np.ndarray | None] = [None] * len(group)
-    for i in active:
-        face = group.faces[i]
-        deltas[i] = _upsample(decoded[i] - face.base_decoded, face.crop_size)
-    photo = paste_back_many(group.photo, [f.aligned for f in group.faces], deltas)
+    for i, (face, where) in enumerate(zip(group.faces, aligned, strict=True)):
+        if decoded[i] is not face.base_decoded:
+            deltas[i] = _upsample(decoded[i] - face.base_decoded, where.size)
+    pasted = paste_back_many(photo, aligned, deltas)
     crops = []
-    for face, delta in zip(group.faces, deltas, strict=True):
-        crop = face.aligned.crop.astype(np.float32) + (0 if delta is None else delta)
+    for where, delta in zip(aligned, deltas, strict=True):
+        crop = where.crop.astype(np.float32) + (0 if delta is None else delta)
         crops.append(Image.fromarray(np.clip(crop, 0, 255).round().astype(np.uint8)))
-    return GroupResult(photo=Image.fromarray(photo), crops=crops,
-                       model_views=[tensor_to_pil(d) for d in decoded], applied=applied,
-                       seconds=time.perf_counter() - start)
+    return GroupResult(photo=Image.fromarray(pasted), crops=crops,
+                       model_views=[tensor_to_pil(d) for d in decoded],
+                       applied=list(applied), seconds=time.perf_counter() - start)
+
+
+def edit_group(editor: FaceEditor, group: Group,
+               strengths: Sequence[Mapping[str, float] | None],
+               disentangle: dict[str, tuple[str, ...]] | None = None,
+               directions: Directions | None = None) -> GroupResult:
+    """Edit each face by its own strengths (one mapping per face; None or {} = leave it).
+
+    The edited faces are decoded in one batch; a face whose edit would explode is scaled
+    back on its own (``FaceEditor``'s guard), the others are not affected. One face gives
+    exactly ``FaceEditor.edit``'s picture.
+    """
+    start = time.perf_counter()
+    offsets = group_offsets(editor, group, strengths, disentangle, directions)
+    decoded, applied = decode_group(editor, group, offsets)
+    return paste_group(group, decoded, applied, start=start)
 
 
 def edit_photo(editor: FaceEditor, photo, strengths: Mapping[str, float],
