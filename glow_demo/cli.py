@@ -336,7 +336,8 @@ def cmd_directions(args: argparse.Namespace) -> None:
     utkface = args.utkface or (str(DEFAULT_UTKFACE) if args.only_utkface else None)
     if utkface:
         vector, info = build_age_direction(model, args.weights, utkface, n=args.utkface_n,
-                                           warp=args.utkface_warp, units=args.age_units)
+                                           warp=args.utkface_warp, units=args.age_units,
+                                           hold_colour=not args.age_keeps_colour)
         directions = directions.add_direction(AGE_YEARS, vector, info)
         line = (f"{AGE_YEARS}: {info['n_images']} UTKFace faces, ages {info['ages'][0]}-"
                 f"{info['ages'][1]}, {info['n_skipped']} skipped (no usable face); norm "
@@ -495,7 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, label in EXTRA_ATTRIBUTES.items():
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=float, default=0.0,
-                       metavar="S", help=f"{label}: strength 1.0 = +30 years")
+                       metavar="S", help=f"{label}: strength 1.0 = +20 years")
     for name, (_, _, label) in {**MAIN_ATTRIBUTES, **OTHER_ATTRIBUTES}.items():
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=float, default=0.0,
                        metavar="S", help=f"{label} strength (1.0 = CelebA's mean difference)")
@@ -541,28 +542,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--celeba", default=str(DEFAULT_CELEBA))
     p.add_argument("--limit", type=int, default=0,
                    help="use only the first N faces of the training split (1-9,000)")
-    p.add_argument("--method", default="mean", choices=["mean", "shrunk", "lda", "conditional"],
+    p.add_argument("--method", default="conditional",
+                   choices=["mean", "shrunk", "lda", "conditional"],
                    help="mean: difference of mean latents; shrunk: the same with each level "
                    "shrunk by its signal share and label-calibrated units; lda: Fisher "
                    "discriminant with shrinkage; conditional: the difference among faces "
                    "alike in gender, age and makeup, label-calibrated units (see README)")
-    p.add_argument("--quantile", type=float, default=0.9,
+    p.add_argument("--quantile", type=float, default=0.95,
                    help="shrunk, conditional: 1.0 moves the median face without an "
                    "attribute to this quantile of the faces with it (held-out)")
     p.add_argument("--shrinkage", type=float, default=0.5,
                    help="lda: how far the latent covariance is shrunk to the identity")
     p.add_argument("--utkface", nargs="?", const=str(DEFAULT_UTKFACE), default=None,
-                   metavar="DIR", help="also learn `age_years` (strength 1.0 = +30 years) "
+                   metavar="DIR", help="also learn `age_years` (strength 1.0 = +20 years) "
                    f"from UTKFace's real ages (DIR default: {DEFAULT_UTKFACE})")
     p.add_argument("--utkface-n", type=int, default=2000, metavar="N",
                    help="UTKFace adults (18-80, balanced by decade and gender) to use")
     p.add_argument("--utkface-warp", action="store_true",
                    help="align UTKFace's chips with one fitted transform instead of dlib on "
                    "each (~100x faster, so --utkface-n can be much larger)")
-    p.add_argument("--age-units", default="slope", choices=["slope", "heldout"],
-                   help="age_years 1.0: slope = the mean latent change of 30 years; heldout "
-                   "= the step over which held-out UTKFace adults' real ages rise 30 years "
+    p.add_argument("--age-units", default="heldout", choices=["slope", "heldout"],
+                   help="age_years 1.0: slope = the mean latent change of 20 years; heldout "
+                   "= the step over which held-out UTKFace adults' real ages rise 20 years "
                    "(longer; see README)")
+    p.add_argument("--age-keeps-colour", action="store_true",
+                   help="do not hold the face's colour fixed in the age regression (older "
+                   "UTKFace faces are redder: aging then paints red patches)")
     p.add_argument("--only-utkface", action="store_true",
                    help="add `age_years` to the existing directions of this model without "
                    "re-encoding CelebA (implies --utkface)")

@@ -15,13 +15,17 @@ One direction is learned from *real ages* instead of a yes/no label: ``age_years
 (``build_age_direction``). CelebA's ``age`` comes from its ``Young`` label, and CelebA is
 mostly young adults; UTKFace gives each face its age in years. On a balanced set of
 UTKFace adults (18-80, stratified by decade and gender) the standardised latent is
-fitted by least squares as ``latent ~ a + b * age + gender + race`` and the direction
-is ``30 * b``: **strength 1.0 = +30 years**, -1.0 = 30 years younger, with gender and
-UTKFace's race label held fixed (older UTKFace faces are far more often labelled White,
-so without that covariate the slope would also lighten the skin). UTKFace's crop is
-tighter than the model's: aligned, it fills only the middle ~45 % of the model input and
-the rest is edge-replicated fill, so the direction is kept only over the covered part
-(``latent_mask``); otherwise it would repaint the hair and background of edited faces.
+fitted by least squares as ``latent ~ a + b * age + gender + race (+ face colour)``, with
+gender, UTKFace's race label and (``hold_colour``) the face's colour held fixed: older
+UTKFace faces are far more often labelled White, and redder, so without those the slope
+would also lighten the skin and paint red patches. Its length: **strength 1.0 = +20
+years**, -1.0 = 20 years younger, either as the mean latent change of 20 years (``20 *
+b``, units "slope") or, longer and closer to what a face shows, as the step over which
+held-out adults' real ages rise 20 years (units "heldout", see ``build_age_direction``).
+UTKFace's crop is tighter than the model's: aligned, it fills only the middle ~45 % of
+the model input and the rest is edge-replicated fill, so the direction is kept only over
+the covered part (``latent_mask``); otherwise it would repaint the hair and background
+of edited faces.
 It is stored beside the CelebA directions (``add_direction``), in the same files.
 """
 
@@ -104,7 +108,7 @@ OTHER_ATTRIBUTES: dict[str, tuple[str, int, str]] = {
 }
 # Directions not built from a CelebA label: name -> label.
 EXTRA_ATTRIBUTES: dict[str, str] = {
-    "age_years": "Age (+30 years, UTKFace)",
+    "age_years": "Age (+20 years, UTKFace)",
 }
 # The headline sliders, in order. The age slider is the UTKFace one: measured against
 # CelebA's `age`, it adds as much age per unit with a third of the gender change and
@@ -187,16 +191,18 @@ def shrunk_mean_differences(latents: torch.Tensor, labels: np.ndarray,
 
 
 def heldout_gaps(latents: torch.Tensor, labels: np.ndarray, fit, quantile: float = 0.5,
-                 folds: int = 2, seed: int = 0) -> np.ndarray:
+                 folds: int = 2, seed: int = 0, pass_index: bool = False) -> np.ndarray:
     """(A,) the gap between the median face without each attribute and the ``quantile``
     face with it, along directions ``fit(latents, labels) -> (A, D)`` fitted on the other
-    folds: in-sample projections overstate it many times in 12,288 dimensions."""
+    folds: in-sample projections overstate it many times in 12,288 dimensions. With
+    ``pass_index`` the fit also gets the rows it is fitted on (for per-face covariates)."""
     order = np.random.default_rng(seed).permutation(len(latents))
     parts = np.array_split(order, folds)
     gaps = np.zeros((folds, labels.shape[1]))
     for f, held in enumerate(parts):
         train = np.concatenate([p for i, p in enumerate(parts) if i != f])
-        directions = fit(latents[train], labels[train])
+        directions = (fit(latents[train], labels[train], train) if pass_index
+                      else fit(latents[train], labels[train]))
         for a, d in enumerate(directions):
             if not d.any():
                 continue
@@ -223,6 +229,27 @@ PART_OF: dict[str, tuple[str, ...]] = {
 }
 
 
+# labels whose look is the face's own colour: the face colour is not held fixed for them
+COLOUR_IS_THE_POINT: tuple[str, ...] = ("Heavy_Makeup", "Wearing_Lipstick", "Rosy_Cheeks",
+                                        "Pale_Skin", "Male")
+FACE_BOX = (0.25, 0.375, 0.75, 0.875)  # x0, y0, x1, y1 of the aligned crop: cheeks to chin
+
+
+def face_colour(images_uint8: torch.Tensor) -> np.ndarray:
+    """(N, 2): each face's mean red minus green and blue minus green over ``FACE_BOX``
+    (the skin between the eyes and the chin; hair and background stay out), 0-255.
+
+    Held fixed while fitting a direction (method "conditional", and ``age_years``), it
+    keeps the colour cast that travels with a label out of its direction: UTKFace's older
+    faces and CelebA's smiling ones are redder on average, and that was the red patches
+    of issue 10.
+    """
+    r = images_uint8.shape[-1]
+    x0, y0, x1, y1 = (round(f * r) for f in FACE_BOX)
+    box = images_uint8[:, :, y0:y1, x0:x1].double().mean((2, 3)).numpy()  # (N, 3)
+    return np.stack([box[:, 0] - box[:, 1], box[:, 2] - box[:, 1]], 1)
+
+
 def held_fixed(attribute: str, attr_names: list[str]) -> list[str]:
     """The confounders held fixed while fitting ``attribute``'s direction."""
     skip = {attribute, *PART_OF.get(attribute, ())}
@@ -230,22 +257,30 @@ def held_fixed(attribute: str, attr_names: list[str]) -> list[str]:
 
 
 def conditional_differences(latents: torch.Tensor, labels: np.ndarray,
-                            attr_names: list[str]) -> torch.Tensor:
+                            attr_names: list[str], colour: np.ndarray | None = None
+                            ) -> torch.Tensor:
     """(A, D): for each attribute, its coefficient in the least-squares fit
     ``latent ~ a + b * attribute + sum_k c_k * confounder_k`` (0/1 labels): the
     difference with and without it among faces alike in the confounders. With no
     confounders it is the plain mean difference.
 
+    ``colour`` ((N, k), e.g. ``face_colour``) is held fixed too, except for the labels in
+    ``COLOUR_IS_THE_POINT``.
+
     One pass over the latents: the design's Gram matrix and its product with the latents
     are computed once for every label, and each attribute's fit reads its sub-blocks.
     """
-    x = np.column_stack([np.ones(len(labels)), labels > 0]).astype(np.float64)
+    colour = np.zeros((len(labels), 0)) if colour is None else np.asarray(colour, np.float64)
+    x = np.column_stack([np.ones(len(labels)), labels > 0, colour]).astype(np.float64)
+    extra = list(range(labels.shape[1] + 1, x.shape[1]))
     gram = x.T @ x  # (A + 1, A + 1)
     cross = torch.from_numpy(x.T).double() @ latents.double()  # (A + 1, D)
     index = {name: i + 1 for i, name in enumerate(attr_names)}
     out = torch.zeros(labels.shape[1], latents.shape[1], dtype=torch.float64)
     for a, name in enumerate(attr_names):
         cols = [0, a + 1] + [index[c] for c in held_fixed(name, attr_names)]
+        if name not in COLOUR_IS_THE_POINT:
+            cols += extra
         sub = gram[np.ix_(cols, cols)]
         if np.linalg.matrix_rank(sub) < len(cols):
             continue  # an attribute no face has (or every face has): no direction
@@ -440,18 +475,22 @@ def build_directions(model: Glow, model_dir: str | Path, images_uint8: torch.Ten
         how = ("mean difference, each latent level shrunk by its James-Stein signal share, "
                "calibrated on held-out folds")
     elif method == "conditional":
-        def fit(z: torch.Tensor, y: np.ndarray) -> torch.Tensor:
-            return conditional_differences(z, y, attr_names)
+        colour = None if images_uint8 is None else face_colour(images_uint8)
+
+        def fit(z: torch.Tensor, y: np.ndarray, index: np.ndarray | None = None
+                ) -> torch.Tensor:
+            c = None if colour is None else colour if index is None else colour[index]
+            return conditional_differences(z, y, attr_names, c)
 
         diffs = fit(latents, attrs)
-        gaps = heldout_gaps(latents, attrs, fit, quantile)
+        gaps = heldout_gaps(latents, attrs, fit, quantile, pass_index=True)
         norms = diffs.norm(dim=1).clamp(min=1e-12)
         diffs = diffs / norms[:, None] * torch.from_numpy(np.maximum(gaps, 0)).float()[:, None]
         unit = (f"1.0 = the held-out gap between the median face without the attribute and "
                 f"the {quantile:.0%} quantile face with it, along the direction")
         how = ("difference with and without the attribute among faces alike in "
-               + ", ".join(CONFOUNDERS) + " (least squares on the labels), calibrated on "
-               "held-out folds")
+               + ", ".join(CONFOUNDERS) + (" and face colour" if colour is not None else "")
+               + " (least squares on the labels), calibrated on held-out folds")
     else:
         covariance = LatentCovariance.fit(latents, rank)
         diffs = lda_directions(latents, attrs, covariance, shrinkage)
@@ -505,7 +544,7 @@ def _aligned_utk(model: Glow, root: str | Path, faces: list[UtkFace], warp: bool
     return align_utkface(faces, model.config.resolution, progress)
 
 AGE_YEARS = "age_years"
-YEARS_PER_STRENGTH = 30.0  # strength 1.0 of ``age_years`` = +30 years
+YEARS_PER_STRENGTH = 20.0  # strength 1.0 of ``age_years`` = +20 years (sliders: +-30)
 # the age direction is kept where more than 50 % (fully from 90 %) of the UTKFace crops
 # have real pixels, not edge fill (see build_age_direction)
 COVERAGE_RAMP = (0.5, 0.9)
@@ -551,7 +590,8 @@ def build_age_direction(model: Glow, model_dir: str | Path,
                         covariates: tuple[str, ...] = ("gender", "race"),
                         coverage_ramp: tuple[float, float] | None = COVERAGE_RAMP,
                         progress: bool = True, warp: bool = False, units: str = "slope",
-                        n_heldout: int = 100_000) -> tuple[torch.Tensor, dict]:
+                        n_heldout: int = 100_000, hold_colour: bool = True
+                        ) -> tuple[torch.Tensor, dict]:
     """The ``age_years`` direction and its meta: ``YEARS_PER_STRENGTH`` x the slope of the
     standardised latent on age, from ``n`` balanced UTKFace training-split adults.
 
@@ -565,17 +605,19 @@ def build_age_direction(model: Glow, model_dir: str | Path,
     split-half estimate of the sampling noise in the vector's norm (half the norm of the
     difference of the directions fitted on two halves), to judge whether ``n`` is enough.
 
-    ``units``: "slope" makes 1.0 the mean latent change of 30 years (what the average
-    face moves by in 30 years along the fitted direction). That is a small step: wrinkles,
+    ``units``: "slope" makes 1.0 the mean latent change of 20 years (what the average
+    face moves by in 20 years along the fitted direction). That is a small step: wrinkles,
     sagging and grey hair sit in different places on each face, so they average away and
     the mean change is mostly shading; faces moved by it look about 5 years older.
     "heldout" instead reads the units from UTKFace's *held-out* adults: how far along the
     direction a face must sit for the regression of real age on its position there (with
-    gender and race) to say +30 years, i.e. 30 / b in ``age ~ a + b * position + ...``.
+    gender and race) to say +20 years, i.e. 20 / b in ``age ~ a + b * position + ...``.
     The position also carries everything else that varies along the direction, so this
     is a longer step (1 / corr^2 times the slope's, for a correlation corr), fitted to the
     data's labels, not to any age estimator. ``n_heldout`` caps the held-out faces
-    (balanced like the rest; all 1,830 by default).
+    (balanced like the rest; all 1,830 by default). ``hold_colour`` adds the face's
+    colour (``face_colour``) to the covariates: UTKFace's older faces are redder, and
+    without it aging paints red patches.
     """
     if units not in AGE_UNITS:
         raise ValueError(f"unknown age units {units!r}; one of {AGE_UNITS}")
@@ -586,6 +628,8 @@ def build_age_direction(model: Glow, model_dir: str | Path,
         raise ValueError(f"only {len(kept)} UTKFace faces could be aligned; need at least 10")
     latents = encode_all(model, aligned.images)
     design = age_design(kept, covariates)
+    if hold_colour:
+        design = np.column_stack([design, face_colour(aligned.images)])
     raw = YEARS_PER_STRENGTH * age_slope(latents, design)
     if coverage_ramp is None:
         mask = torch.ones_like(raw)
@@ -600,6 +644,8 @@ def build_age_direction(model: Glow, model_dir: str | Path,
         unit = direction / direction.norm()
         position = (encode_all(model, held_aligned.images) @ unit).double().numpy()
         design_held = age_design(held_aligned.faces, covariates)
+        if hold_colour:
+            design_held = np.column_stack([design_held, face_colour(held_aligned.images)])
         ages_held = design_held[:, 1].copy()
         design_held[:, 1] = position
         b = float(np.linalg.lstsq(design_held, ages_held, rcond=None)[0][1])
@@ -635,7 +681,7 @@ def build_age_direction(model: Glow, model_dir: str | Path,
         "units": units,
         **calibration,
         "years_per_strength": YEARS_PER_STRENGTH,
-        "covariates": list(covariates),
+        "covariates": list(covariates) + (["face colour"] if hold_colour else []),
         "source": "UTKFace (Zhang, Song, Qi, CVPR 2017), training split: 9 in 10 files by "
                   "a hash of the name",
         "n_selected": len(faces),

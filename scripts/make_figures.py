@@ -20,13 +20,14 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw
 
+from glow_demo.align import PhotoError
 from glow_demo.editor import FaceEditor
 from glow_demo.images import make_grid, pil_to_tensor
 
 FACES = sorted((Path(__file__).resolve().parents[1] / "assets" / "faces").glob("*.[jp][pn]g"))
 # every edit at the end of its slider (1.5), so that it reads at thumbnail size
-EDITS = [("original", {}), ("smile", {"smile": 1.5}), ("older +45 y", {"age_years": 1.5}),
-         ("younger -45 y", {"age_years": -1.5}), ("blond", {"blond_hair": 1.5}),
+EDITS = [("original", {}), ("smile", {"smile": 1.5}), ("older +30 y", {"age_years": 1.5}),
+         ("younger -30 y", {"age_years": -1.5}), ("blond", {"blond_hair": 1.5}),
          ("black hair", {"black_hair": 1.5}), ("brown hair", {"brown_hair": 1.5}),
          ("gray hair", {"gray_hair": 1.5}), ("glasses", {"glasses": 1.5}),
          ("beard", {"beard": 1.5}), ("smile + older + gray", {"smile": 1.5, "age_years": 1.5,
@@ -35,17 +36,24 @@ EDITS = [("original", {}), ("smile", {"smile": 1.5}), ("older +45 y", {"age_year
 
 def edit_grid(editor: FaceEditor, size: int = 160, n_samples: int = 2,
               temperature: float = 0.5, seed: int = 1,
-              photos: list[Path] | None = None) -> Image.Image:
+              photos: list[Path] | None = None, strength: float = 1.5) -> Image.Image:
+    edits = [(label, {k: v / 1.5 * strength for k, v in edit.items()})
+             for label, edit in EDITS]
     cells = []
     for path in FACES if photos is None else photos:
-        face = editor.prepare(path)
-        for _, strengths in EDITS:
+        try:
+            face = editor.prepare(path)
+        except PhotoError:
+            if photos is None:
+                raise
+            continue  # a held-out photo the aligner rejects: skip its row
+        for _, strengths in edits:
             crop = editor.edit(face, strengths).crop.resize((size, size), Image.LANCZOS)
             cells.append(pil_to_tensor(crop))
     gen = torch.Generator().manual_seed(seed)
     latents = torch.randn(n_samples, editor.model.latent_dim, generator=gen) * temperature
     for z in latents:
-        for _, strengths in EDITS:
+        for _, strengths in edits:
             image, _ = editor.edit_latent(z, strengths)
             cells.append(torch.nn.functional.interpolate(image[None], size=size,
                                                          mode="bicubic")[0].clamp(0, 1))
@@ -66,12 +74,15 @@ def main() -> None:
     parser.add_argument("--photos", nargs="+", type=Path,
                         help="rows of these photos instead (no samples; for looking only)")
     parser.add_argument("--weights", default=None, help="model folder (default: shipped)")
+    parser.add_argument("--strength", type=float, default=1.5,
+                        help="every edit at this strength (default: the sliders' end)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     editor = FaceEditor.load(args.weights) if args.weights else FaceEditor.load()
     if args.photos:
-        edit_grid(editor, n_samples=0, photos=args.photos).save(out / "edit_grid.png")
+        edit_grid(editor, n_samples=0, photos=args.photos, strength=args.strength).save(
+            out / "edit_grid.png")
         print(f"wrote {out / 'edit_grid.png'} ({len(args.photos)} photos)")
         return
     edit_grid(editor).save(out / "edit_grid.png")

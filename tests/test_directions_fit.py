@@ -11,6 +11,7 @@ from glow_demo.directions import (
     LatentCovariance,
     calibrate,
     conditional_differences,
+    face_colour,
     held_fixed,
     heldout_gaps,
     lda_directions,
@@ -122,3 +123,28 @@ def test_conditional_without_confounders_is_the_mean_difference() -> None:
     assert held_fixed("Male", names) == []
     male = conditional_differences(z, labels, names)[2]
     assert torch.allclose(male, mean_differences(z, labels)[2], atol=1e-4)
+
+
+def test_face_colour_held_fixed_except_where_colour_is_the_point() -> None:
+    """Smiling faces are redder here (axis 3 follows the face's redness): with the face
+    colour as a covariate the smile direction drops the reddening; makeup, whose look
+    is the colour, keeps it."""
+    z, labels, names = _confounded()
+    gen = torch.Generator().manual_seed(1)
+    redness = 0.5 * torch.randn(N, generator=gen) + torch.from_numpy(labels[:, 0] > 0).float()
+    redness += torch.from_numpy(labels[:, 1] > 0).float()
+    z[:, 3] += 2.0 * redness
+    colour = np.stack([redness.numpy(), np.zeros(N)], 1)
+    plain = conditional_differences(z, labels, names)
+    held = conditional_differences(z, labels, names, colour)
+    assert float(plain[0, 3]) > 1.0 and abs(float(held[0, 3])) < 0.15
+    assert float(held[1, 3]) == pytest.approx(float(plain[1, 3]), abs=1e-4)
+
+
+def test_face_colour_reads_the_skin_box() -> None:
+    images = torch.zeros(2, 3, 64, 64, dtype=torch.uint8)
+    images[0, 0] = 200  # a red face
+    images[1, 2, 24:56, 16:48] = 100  # blue only inside the face box
+    colour = face_colour(images)
+    assert colour[0].tolist() == pytest.approx([200.0, 0.0])
+    assert colour[1].tolist() == pytest.approx([0.0, 100.0])
