@@ -496,7 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, label in EXTRA_ATTRIBUTES.items():
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=float, default=0.0,
-                       metavar="S", help=f"{label}: strength 1.0 = +20 years")
+                       metavar="S", help=f"{label}: strength 1.0 = +30 years")
     for name, (_, _, label) in {**MAIN_ATTRIBUTES, **OTHER_ATTRIBUTES}.items():
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=float, default=0.0,
                        metavar="S", help=f"{label} strength (1.0 = CelebA's mean difference)")
@@ -554,7 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shrinkage", type=float, default=0.5,
                    help="lda: how far the latent covariance is shrunk to the identity")
     p.add_argument("--utkface", nargs="?", const=str(DEFAULT_UTKFACE), default=None,
-                   metavar="DIR", help="also learn `age_years` (strength 1.0 = +20 years) "
+                   metavar="DIR", help="also learn `age_years` (strength 1.0 = +30 years) "
                    f"from UTKFace's real ages (DIR default: {DEFAULT_UTKFACE})")
     p.add_argument("--utkface-n", type=int, default=2000, metavar="N",
                    help="UTKFace adults (18-80, balanced by decade and gender) to use")
@@ -562,8 +562,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="align UTKFace's chips with one fitted transform instead of dlib on "
                    "each (~100x faster, so --utkface-n can be much larger)")
     p.add_argument("--age-units", default="heldout", choices=["slope", "heldout"],
-                   help="age_years 1.0: slope = the mean latent change of 20 years; heldout "
-                   "= the step over which held-out UTKFace adults' real ages rise 20 years "
+                   help="age_years 1.0: slope = the mean latent change of 30 years; heldout "
+                   "= the step over which held-out UTKFace adults' real ages rise 30 years "
                    "(longer; see README)")
     p.add_argument("--age-keeps-colour", action="store_true",
                    help="do not hold the face's colour fixed in the age regression (older "

@@ -18,10 +18,10 @@ UTKFace adults (18-80, stratified by decade and gender) the standardised latent 
 fitted by least squares as ``latent ~ a + b * age + gender + race (+ face colour)``, with
 gender, UTKFace's race label and (``hold_colour``) the face's colour held fixed: older
 UTKFace faces are far more often labelled White, and redder, so without those the slope
-would also lighten the skin and paint red patches. Its length: **strength 1.0 = +20
-years**, -1.0 = 20 years younger, either as the mean latent change of 20 years (``20 *
+would also lighten the skin and paint red patches. Its length: **strength 1.0 = +30
+years**, -1.0 = 30 years younger, either as the mean latent change of 30 years (``30 *
 b``, units "slope") or, longer and closer to what a face shows, as the step over which
-held-out adults' real ages rise 20 years (units "heldout", see ``build_age_direction``).
+held-out adults' real ages rise 30 years (units "heldout", see ``build_age_direction``).
 UTKFace's crop is tighter than the model's: aligned, it fills only the middle ~45 % of
 the model input and the rest is edge-replicated fill, so the direction is kept only over
 the covered part (``latent_mask``); otherwise it would repaint the hair and background
@@ -108,13 +108,16 @@ OTHER_ATTRIBUTES: dict[str, tuple[str, int, str]] = {
 }
 # Directions not built from a CelebA label: name -> label.
 EXTRA_ATTRIBUTES: dict[str, str] = {
-    "age_years": "Age (+20 years, UTKFace)",
+    "age_years": "Age (+30 years, UTKFace)",
 }
 # The headline sliders, in order. The age slider is the UTKFace one: measured against
 # CelebA's `age`, it adds as much age per unit with a third of the gender change and
 # without repainting hair and background (see README); `age` stays among the rest.
 MAIN_ORDER: tuple[str, ...] = tuple(n if n != "age" else "age_years" for n in MAIN_ATTRIBUTES)
 SLIDER_RANGE = (-1.5, 1.5)
+# sliders with a range of their own: age_years' 1.0 is already +30 years, and at +45 the
+# edit meter found the person kept in too few faces
+SLIDER_RANGES: dict[str, tuple[float, float]] = {"age_years": (-1.0, 1.0)}
 
 
 @dataclass(frozen=True)
@@ -361,7 +364,8 @@ class Directions:
         rest = sorted(n for n in vectors if n not in MAIN_ORDER)
         labels = {**{k: v[2] for k, v in MAIN_ATTRIBUTES.items()},
                   **{k: v[2] for k, v in OTHER_ATTRIBUTES.items()}, **EXTRA_ATTRIBUTES}
-        self.attributes = [Attribute(n, labels.get(n, n), n in MAIN_ORDER)
+        self.attributes = [Attribute(n, labels.get(n, n), n in MAIN_ORDER,
+                                     *SLIDER_RANGES.get(n, SLIDER_RANGE))
                            for n in main + rest]
 
     def direction(self, name: str, disentangle_from: tuple[str, ...] = ()) -> torch.Tensor:
@@ -544,7 +548,7 @@ def _aligned_utk(model: Glow, root: str | Path, faces: list[UtkFace], warp: bool
     return align_utkface(faces, model.config.resolution, progress)
 
 AGE_YEARS = "age_years"
-YEARS_PER_STRENGTH = 20.0  # strength 1.0 of ``age_years`` = +20 years (sliders: +-30)
+YEARS_PER_STRENGTH = 30.0  # strength 1.0 of ``age_years`` = +30 years (its slider: +-1)
 # the age direction is kept where more than 50 % (fully from 90 %) of the UTKFace crops
 # have real pixels, not edge fill (see build_age_direction)
 COVERAGE_RAMP = (0.5, 0.9)
@@ -605,13 +609,13 @@ def build_age_direction(model: Glow, model_dir: str | Path,
     split-half estimate of the sampling noise in the vector's norm (half the norm of the
     difference of the directions fitted on two halves), to judge whether ``n`` is enough.
 
-    ``units``: "slope" makes 1.0 the mean latent change of 20 years (what the average
-    face moves by in 20 years along the fitted direction). That is a small step: wrinkles,
+    ``units``: "slope" makes 1.0 the mean latent change of 30 years (what the average
+    face moves by in 30 years along the fitted direction). That is a small step: wrinkles,
     sagging and grey hair sit in different places on each face, so they average away and
     the mean change is mostly shading; faces moved by it look about 5 years older.
     "heldout" instead reads the units from UTKFace's *held-out* adults: how far along the
     direction a face must sit for the regression of real age on its position there (with
-    gender and race) to say +20 years, i.e. 20 / b in ``age ~ a + b * position + ...``.
+    gender and race) to say +30 years, i.e. 30 / b in ``age ~ a + b * position + ...``.
     The position also carries everything else that varies along the direction, so this
     is a longer step (1 / corr^2 times the slope's, for a correlation corr), fitted to the
     data's labels, not to any age estimator. ``n_heldout`` caps the held-out faces

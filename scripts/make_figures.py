@@ -25,12 +25,13 @@ from glow_demo.editor import FaceEditor
 from glow_demo.images import make_grid, pil_to_tensor
 
 FACES = sorted((Path(__file__).resolve().parents[1] / "assets" / "faces").glob("*.[jp][pn]g"))
-# every edit at the end of its slider (1.5), so that it reads at thumbnail size
-EDITS = [("original", {}), ("smile", {"smile": 1.5}), ("older +30 y", {"age_years": 1.5}),
-         ("younger -30 y", {"age_years": -1.5}), ("blond", {"blond_hair": 1.5}),
+# every edit at the end of its slider (1.5; age's ends are +-1.0 = +-30 years), so that it
+# reads at thumbnail size
+EDITS = [("original", {}), ("smile", {"smile": 1.5}), ("older +30 y", {"age_years": 1.0}),
+         ("younger -30 y", {"age_years": -1.0}), ("blond", {"blond_hair": 1.5}),
          ("black hair", {"black_hair": 1.5}), ("brown hair", {"brown_hair": 1.5}),
          ("gray hair", {"gray_hair": 1.5}), ("glasses", {"glasses": 1.5}),
-         ("beard", {"beard": 1.5}), ("smile + older + gray", {"smile": 1.5, "age_years": 1.5,
+         ("beard", {"beard": 1.5}), ("smile + older + gray", {"smile": 1.5, "age_years": 1.0,
                                                                "gray_hair": 1.5})]
 
 

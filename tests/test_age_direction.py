@@ -98,9 +98,9 @@ def test_direction_is_finite_latent_sized_and_says_its_unit(built, model: Glow) 
     assert vector.shape == (model.latent_dim,)
     assert vector.dtype == torch.float32
     assert torch.isfinite(vector).all() and float(vector.norm()) > 0
-    assert info["years_per_strength"] == 20
-    assert "+20 years" in info["strength_unit"]
-    assert info["label"] == "Age (+20 years, UTKFace)"
+    assert info["years_per_strength"] == 30
+    assert "+30 years" in info["strength_unit"]
+    assert info["label"] == "Age (+30 years, UTKFace)"
     assert info["n_images"] + info["n_skipped"] == info["n_selected"] == N_BUILD
     assert info["n_skipped"] == sum(info["skipped"].values()) <= N_BUILD // 10
     assert info["ages"] == [18, 80]
@@ -151,7 +151,7 @@ def test_stored_beside_the_celeba_directions(built, weights_copy: Path) -> None:
     for name in before.vectors:
         assert torch.equal(directions.vectors[name], before.vectors[name])
     by_name = {a.name: a for a in directions.attributes}
-    assert by_name[AGE_YEARS].label == "Age (+20 years, UTKFace)"
+    assert by_name[AGE_YEARS].label == "Age (+30 years, UTKFace)"
     assert by_name[AGE_YEARS].main and not by_name["age"].main  # the headline age slider
     assert [a.name for a in directions.attributes if a.main] == list(MAIN_ORDER)
     assert directions.meta[AGE_YEARS]["strength_unit"] == info["strength_unit"]
