@@ -180,9 +180,10 @@ def test_interpolation_ends(editor: FaceEditor, astronaut, hopper) -> None:
     got = np.asarray(end.model_view).astype(np.float32)
     assert np.abs(got - target).mean() < 1  # b's base decodes to b's (smoothed) face
     # ... and with b's own detail on top, the crop is b's aligned face itself, resized to
-    # a's crop (measured: identical), not a blur of it
+    # a's crop, not a blur of it: identical but for the bf16 decode's rounding (a level or
+    # two, within the 3 levels tests/test_model.py allows it)
     crop_b = cv2.resize(hopper.aligned.crop, end.crop.size, interpolation=cv2.INTER_AREA)
-    assert np.abs(np.asarray(end.crop, np.float32) - crop_b).max() <= 1
+    assert np.abs(np.asarray(end.crop, np.float32) - crop_b).max() <= 3
 
 
 def test_morph_frames_and_animation_files(editor: FaceEditor, astronaut, hopper,

@@ -219,7 +219,7 @@ def test_fast_inference_path_matches_on_the_shipped_weights() -> None:
     (d0, peak0), (d1, peak1) = _both_paths(model, lambda m: m.decode_with_peak(z))
     assert (d1 - d0).abs().max() < 1e-5 and (peak1 - peak0).abs().max() < 1e-5
     (z0, bpd0), (z1, bpd1) = _both_paths(model, lambda m: m.encode_with_bpd(d0))
-    assert (bpd1 - bpd0).abs().max() < 1e-5 and (z1 - z0).abs().max() < 3e-5
+    assert (bpd1 - bpd0).abs().max() < 1e-5 and (z1 - z0).abs().max() < 5e-5
     exact = copy.deepcopy(model).double()
     exact.fast = False
     with torch.no_grad():
