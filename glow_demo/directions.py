@@ -445,6 +445,16 @@ class Directions:
 METHODS = ("mean", "shrunk", "lda", "conditional")
 
 
+def _scaled_to_gaps(diffs: torch.Tensor, gaps: np.ndarray, quantile: float
+                    ) -> tuple[torch.Tensor, str]:
+    """Each direction rescaled to its held-out gap (``heldout_gaps``; a negative gap,
+    a direction that does not separate held-out faces, becomes 0), and the unit it gives."""
+    norms = diffs.norm(dim=1).clamp(min=1e-12)
+    scaled = diffs / norms[:, None] * torch.from_numpy(np.maximum(gaps, 0)).float()[:, None]
+    return scaled, (f"1.0 = the held-out gap between the median face without the attribute "
+                    f"and the {quantile:.0%} quantile face with it, along the direction")
+
+
 def build_directions(model: Glow, model_dir: str | Path, images_uint8: torch.Tensor,
                      attr_names: list[str], attrs: np.ndarray, method: str = "mean",
                      shrinkage: float = 0.5, rank: int = 256, quantile: float = 0.9,
@@ -472,26 +482,20 @@ def build_directions(model: Glow, model_dir: str | Path, images_uint8: torch.Ten
         diffs, level_weights = shrunk_mean_differences(latents, attrs, levels)
         gaps = heldout_gaps(latents, attrs,
                             lambda z, y: shrunk_mean_differences(z, y, levels)[0], quantile)
-        norms = diffs.norm(dim=1).clamp(min=1e-12)
-        diffs = diffs / norms[:, None] * torch.from_numpy(np.maximum(gaps, 0)).float()[:, None]
-        unit = (f"1.0 = the held-out gap between the median face without the attribute and "
-                f"the {quantile:.0%} quantile face with it, along the direction")
+        diffs, unit = _scaled_to_gaps(diffs, gaps, quantile)
         how = ("mean difference, each latent level shrunk by its James-Stein signal share, "
                "calibrated on held-out folds")
     elif method == "conditional":
         colour = None if images_uint8 is None else face_colour(images_uint8)
 
-        def fit(z: torch.Tensor, y: np.ndarray, index: np.ndarray | None = None
+        def fit(z: torch.Tensor, y: np.ndarray, rows: np.ndarray | None = None
                 ) -> torch.Tensor:
-            c = None if colour is None else colour if index is None else colour[index]
+            c = colour if colour is None or rows is None else colour[rows]
             return conditional_differences(z, y, attr_names, c)
 
         diffs = fit(latents, attrs)
         gaps = heldout_gaps(latents, attrs, fit, quantile, pass_index=True)
-        norms = diffs.norm(dim=1).clamp(min=1e-12)
-        diffs = diffs / norms[:, None] * torch.from_numpy(np.maximum(gaps, 0)).float()[:, None]
-        unit = (f"1.0 = the held-out gap between the median face without the attribute and "
-                f"the {quantile:.0%} quantile face with it, along the direction")
+        diffs, unit = _scaled_to_gaps(diffs, gaps, quantile)
         how = ("difference with and without the attribute among faces alike in "
                + ", ".join(CONFOUNDERS) + (" and face colour" if colour is not None else "")
                + " (least squares on the labels), calibrated on held-out folds")
@@ -536,16 +540,15 @@ def build_directions(model: Glow, model_dir: str | Path, images_uint8: torch.Ten
 AGE_UNITS = ("slope", "heldout")
 
 
-def _aligned_utk(model: Glow, root: str | Path, faces: list[UtkFace], warp: bool,
+def _aligned_utk(model: Glow, faces: list[UtkFace], matrix: np.ndarray | None,
                  progress: bool) -> AlignedUtk:
-    """``faces`` as the model sees them: warped with one fitted transform (``warp``,
-    ~100x faster) or aligned by dlib one by one."""
-    if warp:
-        res = model.config.resolution
-        matrix = chip_transform(read_utkface(root), resolution=res)
+    """``faces`` as the model sees them: warped with one fitted chip transform
+    (``matrix``, ~100x faster) or, without one, aligned by dlib one by one."""
+    res = model.config.resolution
+    if matrix is not None:
         return AlignedUtk(warp_chips(faces, matrix, res), faces, Counter(),
                           chip_coverage(matrix, res))
-    return align_utkface(faces, model.config.resolution, progress)
+    return align_utkface(faces, res, progress)
 
 AGE_YEARS = "age_years"
 YEARS_PER_STRENGTH = 30.0  # strength 1.0 of ``age_years`` = +30 years (its slider: +-1)
@@ -625,8 +628,11 @@ def build_age_direction(model: Glow, model_dir: str | Path,
     """
     if units not in AGE_UNITS:
         raise ValueError(f"unknown age units {units!r}; one of {AGE_UNITS}")
-    faces = select_utkface(read_utkface(root), n, split="train", bins=bins, seed=seed)
-    aligned = _aligned_utk(model, root, faces, warp, progress)
+    everyone = read_utkface(root)
+    faces = select_utkface(everyone, n, split="train", bins=bins, seed=seed)
+    # one transform for every chip (utkface.chip_transform), fitted once for both splits
+    matrix = chip_transform(everyone, resolution=model.config.resolution) if warp else None
+    aligned = _aligned_utk(model, faces, matrix, progress)
     kept = aligned.faces
     if len(kept) < 10:
         raise ValueError(f"only {len(kept)} UTKFace faces could be aligned; need at least 10")
@@ -643,8 +649,8 @@ def build_age_direction(model: Glow, model_dir: str | Path,
     direction = raw * mask
     calibration = {}
     if units == "heldout":
-        held = select_utkface(read_utkface(root), n_heldout, split="val", bins=bins)
-        held_aligned = _aligned_utk(model, root, held, warp, progress)
+        held = select_utkface(everyone, n_heldout, split="val", bins=bins)
+        held_aligned = _aligned_utk(model, held, matrix, progress)
         unit = direction / direction.norm()
         position = (encode_all(model, held_aligned.images) @ unit).double().numpy()
         design_held = age_design(held_aligned.faces, covariates)
