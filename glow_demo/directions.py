@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,28 +194,92 @@ def shrunk_mean_differences(latents: torch.Tensor, labels: np.ndarray,
     return diffs, weights
 
 
-def heldout_gaps(latents: torch.Tensor, labels: np.ndarray, fit, quantile: float = 0.5,
-                 folds: int = 2, seed: int = 0, pass_index: bool = False) -> np.ndarray:
-    """(A,) the gap between the median face without each attribute and the ``quantile``
-    face with it, along directions ``fit(latents, labels) -> (A, D)`` fitted on the other
-    folds: in-sample projections overstate it many times in 12,288 dimensions. With
-    ``pass_index`` the fit also gets the rows it is fitted on (for per-face covariates)."""
+def heldout_positions(latents: torch.Tensor, labels: np.ndarray, fit, folds: int = 2,
+                      seed: int = 0, pass_index: bool = False
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """((N, A) positions, (N,) fold): each face's position along each attribute's unit
+    direction ``fit(latents, labels) -> (A, D)`` fitted on the *other* folds, as a new
+    face's would be (in-sample projections overstate the spread many times in 12,288
+    dimensions). A direction that is all zeros gives positions 0. With ``pass_index``
+    the fit also gets the rows it is fitted on (for per-face covariates)."""
     order = np.random.default_rng(seed).permutation(len(latents))
     parts = np.array_split(order, folds)
-    gaps = np.zeros((folds, labels.shape[1]))
+    positions = np.zeros((len(latents), labels.shape[1]))
+    fold = np.zeros(len(latents), dtype=np.int64)
     for f, held in enumerate(parts):
         train = np.concatenate([p for i, p in enumerate(parts) if i != f])
         directions = (fit(latents[train], labels[train], train) if pass_index
                       else fit(latents[train], labels[train]))
-        for a, d in enumerate(directions):
-            if not d.any():
+        units = directions / directions.norm(dim=1, keepdim=True).clamp(min=1e-12)
+        positions[held] = (latents[held].float() @ units.float().T).double().numpy()
+        fold[held] = f
+    return positions, fold
+
+
+def gaps_from_positions(positions: np.ndarray, fold: np.ndarray, labels: np.ndarray,
+                        quantile: float = 0.5) -> np.ndarray:
+    """(A,) per fold, the gap between the median face without each attribute and the
+    ``quantile`` face with it (``heldout_positions``), averaged over the folds."""
+    folds = int(fold.max()) + 1
+    gaps = np.zeros((folds, labels.shape[1]))
+    for f in range(folds):
+        rows = fold == f
+        for a in range(labels.shape[1]):
+            y = labels[rows, a] > 0
+            if y.all() or not y.any() or not positions[rows, a].any():
                 continue
-            proj = latents[held] @ (d / d.norm())
-            y = torch.from_numpy(labels[held, a] > 0)
-            if y.all() or not y.any():
-                continue
-            gaps[f, a] = float(torch.quantile(proj[y], quantile) - proj[~y].median())
+            p = positions[rows, a]
+            gaps[f, a] = float(np.quantile(p[y], quantile) - np.median(p[~y]))
     return gaps.mean(0)
+
+
+def heldout_gaps(latents: torch.Tensor, labels: np.ndarray, fit, quantile: float = 0.5,
+                 folds: int = 2, seed: int = 0, pass_index: bool = False) -> np.ndarray:
+    """(A,) the gap between the median face without each attribute and the ``quantile``
+    face with it, along directions fitted on the other folds (``heldout_positions``)."""
+    positions, fold = heldout_positions(latents, labels, fit, folds, seed, pass_index)
+    return gaps_from_positions(positions, fold, labels, quantile)
+
+
+# ----- how far an edit may take a face ------------------------------------------------
+# A linear edit moves every face by the same step, so a face already far along a direction
+# (an old face made older, glasses added to glasses, a broad smile widened) is pushed past
+# anything the model has seen, and the decode paints what it never learned: the red and
+# rainbow patches of issue 10. So each direction keeps a range of positions along its unit
+# vector, read from held-out faces: up to the *knee* (where strength 1.0 takes the median
+# face without the attribute) an edit is linear; beyond it the position approaches the
+# *ceiling* (the RANGE_QUANTILE of held-out faces, at least RANGE_MARGIN x the step past the
+# knee) smoothly and never passes it. Mirrored for negative strengths.
+RANGE_QUANTILE = 0.999
+RANGE_MARGIN = 0.15
+
+
+def edit_range(positions: np.ndarray, has: np.ndarray, step: float,
+               lacks: np.ndarray | None = None, quantile: float = RANGE_QUANTILE,
+               margin: float = RANGE_MARGIN) -> list[float]:
+    """[low ceiling, low knee, high knee, high ceiling] along a direction of length
+    ``step`` (its strength 1.0), from held-out faces' ``positions`` along its unit vector,
+    which of them have the attribute (``has``) and which lack it (``lacks``, default: the
+    rest); ``Directions.strengths_for`` applies it."""
+    positions, has = np.asarray(positions, np.float64), np.asarray(has, bool)
+    lacks = ~has if lacks is None else np.asarray(lacks, bool)
+    high_knee = float(np.median(positions[lacks])) + step
+    low_knee = float(np.median(positions[has])) - step
+    high = max(float(np.quantile(positions, quantile)), high_knee + margin * step)
+    low = min(float(np.quantile(positions, 1 - quantile)), low_knee - margin * step)
+    return [round(v, 4) for v in (low, low_knee, high_knee, high)]
+
+
+def _soften(target: float, start: float, knee: float, ceiling: float) -> float:
+    """Where a face at ``start`` moving up to ``target`` ends: ``target`` up to the knee
+    (or the start, if it is past the knee), then smoothly towards ``ceiling``, never past
+    it; a face already at or past the ceiling stays where it is."""
+    knee = max(knee, start)
+    if target <= knee:
+        return target
+    if ceiling <= knee:
+        return knee
+    return knee + (ceiling - knee) * math.tanh((target - knee) / (ceiling - knee))
 
 
 # CelebA labels that travel with many others in its photos: smiling faces also wear more
@@ -391,6 +456,36 @@ class Directions:
                 total += float(strength) * self.direction(name, tuple(disentangle.get(name, ())))
         return total
 
+    def strengths_for(self, latent: torch.Tensor, strengths: dict[str, float]
+                      ) -> dict[str, float]:
+        """The strengths that move the face with standardised ``latent`` (D,) as
+        ``strengths`` would, except that along each direction with a range
+        (``meta["ranges"]``, see ``edit_range``) the face stops softly at the ceiling:
+        the same where the edit stays within what held-out faces show."""
+        ranges = self.meta.get("ranges", {})
+        out = {}
+        for name, strength in strengths.items():
+            strength = float(strength)
+            if not strength or name not in ranges or name not in self.vectors:
+                out[name] = strength
+                continue
+            d = self.vectors[name].double()
+            step = float(d.norm())
+            start = float(latent.double().cpu() @ d) / step
+            low, low_knee, high_knee, high = ranges[name]
+            target = start + strength * step
+            if strength > 0:
+                end = _soften(target, start, high_knee, high)
+            else:
+                end = -_soften(-target, -start, -low_knee, -low)
+            out[name] = (end - start) / step
+        return out
+
+    def offset(self, latent: torch.Tensor, strengths: dict[str, float],
+               disentangle: dict[str, tuple[str, ...]] | None = None) -> torch.Tensor:
+        """The latent offset of an edit of this face: ``vector`` of ``strengths_for``."""
+        return self.vector(self.strengths_for(latent, strengths), disentangle)
+
     def add_direction(self, name: str, vector: torch.Tensor, info: dict) -> Directions:
         """A copy with one more (or a replaced) direction; ``info`` goes to meta[name].
 
@@ -406,7 +501,11 @@ class Directions:
             raise ValueError(f"direction {name!r} has shape {tuple(vector.shape)}, the others "
                              f"{tuple(reference.shape)}")
         vectors = {**self.vectors, name: vector.detach().float().cpu().contiguous()}
-        meta = {**self.meta, name: info,
+        info = dict(info)
+        ranges = {k: v for k, v in self.meta.get("ranges", {}).items() if k != name}
+        if info.get("range") is not None:  # a replaced direction's old range is dropped
+            ranges[name] = info.pop("range")
+        meta = {**self.meta, name: info, "ranges": ranges,
                 "norms": {**self.meta.get("norms", {}), name: round(float(vector.norm()), 3)}}
         return Directions(vectors, meta)
 
@@ -473,6 +572,7 @@ def build_directions(model: Glow, model_dir: str | Path, images_uint8: torch.Ten
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; one of {METHODS}")
     latents = encode_all(model, images_uint8) if latents is None else latents
+    positions = None  # held-out positions along each direction, where the method has them
     if method == "mean":
         diffs = mean_differences(latents, attrs)
         unit = "1.0 = the whole mean difference between CelebA faces with and without"
@@ -480,8 +580,9 @@ def build_directions(model: Glow, model_dir: str | Path, images_uint8: torch.Ten
     elif method == "shrunk":
         levels = level_slices(model)
         diffs, level_weights = shrunk_mean_differences(latents, attrs, levels)
-        gaps = heldout_gaps(latents, attrs,
-                            lambda z, y: shrunk_mean_differences(z, y, levels)[0], quantile)
+        positions, fold = heldout_positions(
+            latents, attrs, lambda z, y: shrunk_mean_differences(z, y, levels)[0])
+        gaps = gaps_from_positions(positions, fold, attrs, quantile)
         diffs, unit = _scaled_to_gaps(diffs, gaps, quantile)
         how = ("mean difference, each latent level shrunk by its James-Stein signal share, "
                "calibrated on held-out folds")
@@ -494,7 +595,8 @@ def build_directions(model: Glow, model_dir: str | Path, images_uint8: torch.Ten
             return conditional_differences(z, y, attr_names, c)
 
         diffs = fit(latents, attrs)
-        gaps = heldout_gaps(latents, attrs, fit, quantile, pass_index=True)
+        positions, fold = heldout_positions(latents, attrs, fit, pass_index=True)
+        gaps = gaps_from_positions(positions, fold, attrs, quantile)
         diffs, unit = _scaled_to_gaps(diffs, gaps, quantile)
         how = ("difference with and without the attribute among faces alike in "
                + ", ".join(CONFOUNDERS) + (" and face colour" if colour is not None else "")
@@ -507,11 +609,15 @@ def build_directions(model: Glow, model_dir: str | Path, images_uint8: torch.Ten
         how = (f"Fisher discriminant, covariance rank {rank} + isotropic, shrunk "
                f"{shrinkage:g} towards its average variance")
     by_celeba = {name: i for i, name in enumerate(attr_names)}
-    vectors, counts = {}, {}
+    vectors, counts, ranges = {}, {}, {}
     for friendly, (celeba, sign, _) in {**MAIN_ATTRIBUTES, **OTHER_ATTRIBUTES}.items():
         i = by_celeba[celeba]
         vectors[friendly] = (sign * diffs[i]).float()
-        counts[friendly] = int((attrs[:, i] * sign > 0).sum())
+        has = attrs[:, i] * sign > 0
+        counts[friendly] = int(has.sum())
+        step = float(vectors[friendly].norm())
+        if positions is not None and step > 0 and 0 < has.sum() < len(has):
+            ranges[friendly] = edit_range(sign * positions[:, i], has, step)
     meta = {
         "model_digest": weights_digest(model_dir),
         "method": how,
@@ -521,6 +627,12 @@ def build_directions(model: Glow, model_dir: str | Path, images_uint8: torch.Ten
         "positives": counts,
         "norms": {k: round(float(v.norm()), 3) for k, v in vectors.items()},
     }
+    if ranges:
+        meta["ranges"] = ranges
+        meta["range_rule"] = (f"edits are linear up to where strength 1.0 takes the median "
+                              f"face without the attribute, then stop softly at the "
+                              f"{RANGE_QUANTILE:.1%} of held-out faces' positions (at least "
+                              f"{RANGE_MARGIN:g} x the step further): see edit_range")
     if method == "lda":
         meta["shrinkage"], meta["rank"] = shrinkage, rank
     if method == "conditional":
@@ -552,6 +664,9 @@ def _aligned_utk(model: Glow, faces: list[UtkFace], matrix: np.ndarray | None,
 
 AGE_YEARS = "age_years"
 YEARS_PER_STRENGTH = 30.0  # strength 1.0 of ``age_years`` = +30 years (its slider: +-1)
+# the age direction's edit range (``edit_range``): held-out adults under YOUNG_BELOW are
+# the faces without age, from OLD_FROM the faces with it
+YOUNG_BELOW, OLD_FROM = 30, 60
 # the age direction is kept where more than 50 % (fully from 90 %) of the UTKFace crops
 # have real pixels, not edge fill (see build_age_direction)
 COVERAGE_RAMP = (0.5, 0.9)
@@ -664,6 +779,9 @@ def build_age_direction(model: Glow, model_dir: str | Path,
         scale = YEARS_PER_STRENGTH / b / float(direction.norm())
         direction = direction * scale
         calibration = {
+            # where held-out adults sit along it: the old (60+) have it, the young lack it
+            "range": edit_range(position, ages_held >= OLD_FROM, YEARS_PER_STRENGTH / b,
+                                lacks=ages_held < YOUNG_BELOW),
             "n_heldout": len(held_aligned.faces),
             "heldout_correlation": round(float(np.corrcoef(position, ages_held)[0, 1]), 3),
             "years_per_unit_position": round(b, 3),

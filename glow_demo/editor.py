@@ -247,7 +247,7 @@ class FaceEditor:
         person's custom directions added, see ``custom_directions``)."""
         start = time.perf_counter()
         directions = directions or self.directions
-        offset = directions.vector(strengths, disentangle).to(face.base.device)
+        offset = directions.offset(face.base, strengths, disentangle).to(face.base.device)
         return self._render(face, offset, extra=None, start=start)
 
     def edit_batch(self, face: Face, strengths: list[dict[str, float]]) -> list[EditResult]:
@@ -255,7 +255,8 @@ class FaceEditor:
         is what ``edit`` gives; an edit whose batched decode is unstable is redone by
         ``edit``'s own back-off."""
         start = time.perf_counter()
-        offsets = torch.stack([self.directions.vector(s) for s in strengths]).to(face.base.device)
+        offsets = torch.stack([self.directions.offset(face.base, s) for s in strengths]
+                              ).to(face.base.device)
         decoded, peaks = self.model.decode_with_peak(face.base[None] + offsets)
         results = []
         for offset, image, peak in zip(offsets, decoded, peaks, strict=True):
@@ -281,7 +282,7 @@ class FaceEditor:
         """Edit a face that has no photo (a sample's latent): the decoded (3, 64, 64)
         image and the fraction of the edit applied."""
         directions = directions or self.directions
-        offset = directions.vector(strengths, disentangle).to(latent.device)
+        offset = directions.offset(latent, strengths, disentangle).to(latent.device)
         return self._decode_stably(latent, offset, unchanged=None)
 
     def _decode_stably(self, base: torch.Tensor, offset: torch.Tensor,

@@ -191,7 +191,7 @@ def group_offsets(editor: FaceEditor, group: Group,
     if len(strengths) != len(group):
         raise ValueError(f"{len(group)} faces but {len(strengths)} sets of strengths")
     directions = directions or editor.directions
-    return [directions.vector(dict(s or {}), disentangle).to(f.base.device)
+    return [directions.offset(f.base, dict(s or {}), disentangle).to(f.base.device)
             for s, f in zip(strengths, group.faces, strict=True)]
 
 

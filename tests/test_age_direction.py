@@ -175,6 +175,8 @@ def test_cli_adds_only_the_utkface_direction(weights_copy: Path, capsys) -> None
     for name in set(before.vectors) - {AGE_YEARS}:
         assert torch.equal(after.vectors[name], before.vectors[name])
     assert after.meta["n_images"] == before.meta["n_images"]  # CelebA part untouched
+    assert after.meta["ranges"]["smile"] == before.meta["ranges"]["smile"]
+    assert len(after.meta["ranges"][AGE_YEARS]) == 4  # its range comes with it
     assert np.isfinite(after.vectors[AGE_YEARS].numpy()).all()
 
 
@@ -193,6 +195,13 @@ def test_heldout_units_lengthen_the_same_direction(model: Glow) -> None:
     assert info["scale_over_slope"] > 1.0
     assert float(held.norm()) == pytest.approx(float(slope.norm()) * info["scale_over_slope"],
                                                rel=1e-3)
+    # its edit range, from the same held-out adults: the knees lie one step beyond the
+    # median young face (upwards) and the median old one (downwards), and the old sit
+    # further along, so the two knees are less than two steps apart
+    low, low_knee, high_knee, high = info["range"]
+    step = float(held.norm())
+    assert low < low_knee < high_knee < high
+    assert high_knee - low_knee < 2 * step
     with pytest.raises(ValueError, match="units"):
         build_age_direction(model, DEFAULT_WEIGHTS, DEFAULT_UTKFACE, n=20, warp=True,
                             progress=False, units="years")

@@ -3,14 +3,18 @@ latents where the right answer is known (no model needed)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
 from glow_demo.directions import (
+    Directions,
     LatentCovariance,
     calibrate,
     conditional_differences,
+    edit_range,
     face_colour,
     held_fixed,
     heldout_gaps,
@@ -148,3 +152,87 @@ def test_face_colour_reads_the_skin_box() -> None:
     colour = face_colour(images)
     assert colour[0].tolist() == pytest.approx([200.0, 0.0])
     assert colour[1].tolist() == pytest.approx([0.0, 100.0])
+
+
+# ----- edit ranges: how far an edit may take a face -----------------------------------
+
+def test_edit_range_reads_knees_and_ceilings_from_held_out_positions() -> None:
+    gen = np.random.default_rng(0)
+    has = np.arange(4000) < 1000
+    positions = np.where(has, 2.0, 0.0) + gen.normal(0, 1, 4000)
+    low, low_knee, high_knee, high = edit_range(positions, has, step=2.5)
+    # strength 1.0 takes the median face without to the knee (and with, down to the low one)
+    assert high_knee == pytest.approx(np.median(positions[~has]) + 2.5, abs=1e-3)
+    assert low_knee == pytest.approx(np.median(positions[has]) - 2.5, abs=1e-3)
+    assert high >= max(np.quantile(positions, 0.999), high_knee + 0.15 * 2.5) - 1e-3
+    assert low <= min(np.quantile(positions, 0.001), low_knee - 0.15 * 2.5) + 1e-3
+    assert low < low_knee < high_knee < high
+    # the faces without can be named apart from the rest (age: the young, not "not old")
+    young = positions < -1
+    assert edit_range(positions, has, 2.5, lacks=young)[2] == pytest.approx(
+        np.median(positions[young]) + 2.5, abs=1e-3)
+
+
+def _toy_directions(ranged: bool = True) -> Directions:
+    """Two orthogonal directions of length 2 in 3 dimensions; ``smile`` with a range whose
+    knee is at 2 and ceiling at 3, ``custom`` without one."""
+    vectors = {"smile": torch.tensor([2.0, 0.0, 0.0]), "custom": torch.tensor([0.0, 2.0, 0.0])}
+    meta = {"ranges": {"smile": [-3.0, -2.0, 2.0, 3.0]}} if ranged else {}
+    return Directions(vectors, meta)
+
+
+def _position_after(directions: Directions, latent: torch.Tensor, strength: float) -> float:
+    offset = directions.offset(latent, {"smile": strength})
+    return float((latent + offset)[0])
+
+
+def test_an_edit_within_the_range_is_the_plain_linear_edit() -> None:
+    directions = _toy_directions()
+    face = torch.tensor([0.0, 0.5, -1.0])  # at the median: 1.0 takes it to the knee
+    for s in (-1.0, -0.5, 0.3, 1.0):
+        assert torch.allclose(directions.offset(face, {"smile": s}),
+                              directions.vector({"smile": s}))
+    # a direction without a range stays linear however far it goes
+    assert torch.allclose(directions.offset(face, {"custom": 9.0}),
+                          directions.vector({"custom": 9.0}))
+    assert directions.strengths_for(face, {"smile": 0.0, "custom": 0.0}) == {
+        "smile": 0.0, "custom": 0.0}
+
+
+def test_an_edit_beyond_the_knee_slows_and_never_passes_the_ceiling() -> None:
+    directions = _toy_directions()
+    face = torch.zeros(3)
+    ends = [_position_after(directions, face, s) for s in np.linspace(0, 10, 101)]
+    assert all(b >= a for a, b in zip(ends, ends[1:], strict=False))  # never back...
+    assert ends[20] > ends[15] > ends[10]  # ...still moving past the knee...
+    assert max(ends) <= 3.0  # ...but never past the ceiling
+    assert ends[10] == pytest.approx(2.0, abs=1e-6)  # strength 1.0: exactly the knee
+    assert _position_after(directions, face, 1.5) == pytest.approx(
+        2 + math.tanh(1.0), abs=1e-5)  # smooth: tanh towards the ceiling
+    # mirrored below: the low knee at -2, the low ceiling at -3
+    assert _position_after(directions, face, -1.0) == pytest.approx(-2.0, abs=1e-6)
+    assert -3.0 <= _position_after(directions, face, -8.0) < -2.9
+
+
+def test_a_face_already_far_along_moves_little_and_never_backwards() -> None:
+    directions = _toy_directions()
+    near = torch.tensor([2.5, 0.0, 0.0])  # past the knee, short of the ceiling
+    ends = [_position_after(directions, near, s) for s in (0.0, 0.1, 0.5, 1.5, 5.0)]
+    assert ends[0] == pytest.approx(2.5)
+    assert all(b > a for a, b in zip(ends[:-1], ends[1:-1], strict=False))
+    assert ends[-2] <= ends[-1] <= 3.0
+    beyond = torch.tensor([4.0, 0.0, 0.0])  # past the ceiling already: no further
+    assert directions.strengths_for(beyond, {"smile": 1.0})["smile"] == 0.0
+    assert _position_after(directions, beyond, -1.0) == pytest.approx(2.0)  # back is free
+    # the same face without ranges moves the full step
+    assert _position_after(_toy_directions(ranged=False), beyond, 1.0) == pytest.approx(6.0)
+
+
+def test_adding_a_direction_keeps_its_range_and_replacing_one_drops_the_old() -> None:
+    directions = _toy_directions()
+    added = directions.add_direction("age_years", torch.tensor([0.0, 0.0, 3.0]),
+                                     {"label": "age", "range": [-4.0, -3.0, 3.0, 4.0]})
+    assert added.meta["ranges"]["age_years"] == [-4.0, -3.0, 3.0, 4.0]
+    assert "range" not in added.meta["age_years"]
+    replaced = added.add_direction("smile", torch.tensor([1.0, 0.0, 0.0]), {"label": "mine"})
+    assert "smile" not in replaced.meta["ranges"] and "age_years" in replaced.meta["ranges"]

@@ -80,10 +80,11 @@ def test_an_unusual_face_edits_stably_along_every_headline_slider(
         editor: FaceEditor, hopper) -> None:
     """Grace Hopper's portrait (peaked cap, glasses, flag) is far from CelebA: from her
     exact encoding most slider ends decode to noise. Edited from a smoothed base, every
-    headline slider at both ends of its range gives a face: most of the edit applied
-    (measured: all of it but glasses +1.5 at 59 %, beard +1.5 at 81 %, male +1.5 at 94 %),
-    the model's output a modest change, and no noise in the photo (noise multiplies the
-    crop's Laplacian; measured ratios 0.88-1.00)."""
+    headline slider at both ends of its range gives a face: the whole edit applied, with
+    no back-off (before the edit ranges, glasses +1.5 was scaled back to 59 %, beard +1.5
+    to 81 %), the model's output a modest change, and no noise in the photo (noise
+    multiplies the crop's Laplacian). A slider moves her unless she already sits at that
+    end of its range (brown hair -1.5: she has none to lose; measured change 0.0009)."""
     assert hopper.smoothing > 0
     original = np.asarray(Image.open(HOPPER).convert("RGB"))
     assert np.array_equal(np.asarray(editor.edit(hopper, {}).photo), original)
@@ -92,20 +93,34 @@ def test_an_unusual_face_edits_stably_along_every_headline_slider(
         for strength in (attribute.low, attribute.high):
             result = editor.edit(hopper, {attribute.name: strength})
             label = (attribute.name, strength, result.applied)
-            assert result.applied >= 0.5, label
-            change = (pil_to_tensor(result.model_view) - hopper.base_decoded).abs().mean()
-            assert 0.01 < change < 0.25, (*label, float(change))
+            assert result.applied == 1.0, label
+            change = float((pil_to_tensor(result.model_view) - hopper.base_decoded).abs().mean())
+            assert change < 0.25, (*label, change)
+            moved = editor.directions.strengths_for(hopper.base, {attribute.name: strength})
+            if abs(moved[attribute.name]) > 0.2:
+                assert change > 0.01, (*label, change)
             assert 0.8 < _sharpness(result.crop) / sharpness < 1.1, label
 
 
+def _linear(directions: Directions) -> Directions:
+    """The same directions without their edit ranges: every edit the plain linear step
+    (as custom directions are)."""
+    return Directions(directions.vectors,
+                      {k: v for k, v in directions.meta.items() if k != "ranges"})
+
+
 def test_an_edit_too_far_is_scaled_back_to_a_face(editor: FaceEditor, astronaut) -> None:
-    result = editor.edit(astronaut, {"glasses": 6.0})  # 4x the slider's end: explodes
+    linear = _linear(editor.directions)
+    result = editor.edit(astronaut, {"glasses": 6.0}, directions=linear)  # explodes
     assert 0 < result.applied < 1 and "scaled back" in result.message
-    offset = result.applied * editor.directions.vector({"glasses": 6.0})
+    offset = result.applied * linear.vector({"glasses": 6.0})
     _, peak = editor.model.decode_with_peak((astronaut.base + offset)[None])
     assert peak[0] < STABLE_PEAK
     assert 0.8 < _sharpness(result.crop) / _sharpness(astronaut.aligned.crop) < 1.1
     assert editor.edit(astronaut, {"glasses": 1.0}).message == ""
+    # the shipped directions stop at the edge of their range first: nothing to scale back
+    ranged = editor.edit(astronaut, {"glasses": 6.0})
+    assert ranged.applied == 1.0 and ranged.message == ""
 
 
 def test_a_sample_without_a_photo_is_edited_with_the_same_guard(editor: FaceEditor) -> None:
@@ -114,8 +129,56 @@ def test_a_sample_without_a_photo_is_edited_with_the_same_guard(editor: FaceEdit
     assert applied == 1.0 and torch.equal(plain, editor.model.decode(z[None])[0])
     smiling, applied = editor.edit_latent(z, {"smile": 1.0})
     assert applied == 1.0 and (smiling - plain).abs().mean() > 0.01
-    _, applied = editor.edit_latent(z, {"glasses": 8.0})
+    _, applied = editor.edit_latent(z, {"glasses": 8.0}, directions=_linear(editor.directions))
     assert applied < 1.0
+
+
+def test_every_headline_direction_has_an_edit_range(editor: FaceEditor) -> None:
+    ranges = editor.directions.meta["ranges"]
+    for attribute in (a for a in editor.attributes if a.main):
+        low, low_knee, high_knee, high = ranges[attribute.name]
+        assert low < low_knee < high_knee < high, attribute.name
+        # strength 1.0 reaches the knee from the median face without: the knee lies about
+        # one step above where most faces sit
+        step = float(editor.directions.vectors[attribute.name].norm())
+        assert 0.5 * step < high_knee < 1.5 * step, (attribute.name, high_knee, step)
+
+
+def _cheek_redness(face, crop) -> float:
+    """The largest rise of red over green and blue, averaged over blocks of a twelfth of
+    the crop, on the cheeks (below the eyes, above the mouth's corners, jaw to jaw):
+    where issue 10's red patches were."""
+    m = face.aligned.matrix
+    points = face.aligned.landmarks @ m[:, :2].T + m[:, 2]
+    y0, y1 = int(points[36:48, 1].max()), int(points[[48, 54], 1].max())
+    x0, x1 = int(points[2, 0]), int(points[14, 0])
+
+    def red(image: np.ndarray) -> np.ndarray:
+        image = np.asarray(image, np.float32)
+        return image[..., 0] - image[..., 1:].mean(-1)
+
+    rise = (red(crop) - red(face.aligned.crop))[y0:y1, x0:x1]
+    k = max(4, face.crop_size // 12)
+    h, w = rise.shape[0] // k * k, rise.shape[1] // k * k
+    return float(rise[:h, :w].reshape(h // k, k, w // k, k).mean((1, 3)).max())
+
+
+@pytest.mark.parametrize("edit", [{"age_years": 1.0},
+                                  {"smile": 1.5, "age_years": 1.0, "gray_hair": 1.5}])
+def test_aging_a_face_already_far_along_paints_no_red_patches(
+        editor: FaceEditor, astronaut, hopper, edit: dict) -> None:
+    """The README grid's older and combined columns. Both faces already sit far along the
+    age direction (Hopper beyond 99 % of held-out adults); the linear step pushed them past
+    any face the model knows and painted red cheeks (measured cheek redness: astronaut
+    12.6 / 22.8, Hopper 54.0 / 27.7). Stopped at the edge of the age range: 5.7 / 7.5 and
+    5.1 / 0.9, while the face still ages."""
+    linear = _linear(editor.directions)
+    for face in (astronaut, hopper):
+        before = _cheek_redness(face, editor.edit(face, edit, directions=linear).crop)
+        result = editor.edit(face, edit)
+        after = _cheek_redness(face, result.crop)
+        assert after < 10 and before > 2 * after, (edit, before, after)
+        assert (pil_to_tensor(result.model_view) - face.base_decoded).abs().mean() > 0.01
 
 
 def test_smile_changes_the_mouth_far_more_than_the_eyes(editor: FaceEditor, astronaut) -> None:
@@ -180,10 +243,10 @@ def test_interpolation_ends(editor: FaceEditor, astronaut, hopper) -> None:
     got = np.asarray(end.model_view).astype(np.float32)
     assert np.abs(got - target).mean() < 1  # b's base decodes to b's (smoothed) face
     # ... and with b's own detail on top, the crop is b's aligned face itself, resized to
-    # a's crop, not a blur of it: identical but for the bf16 decode's rounding (a level or
-    # two, within the 3 levels tests/test_model.py allows it)
+    # a's crop, not a blur of it: identical but for the bf16 decode's rounding (a few
+    # levels, and they follow the thread count: 3 at 2 threads, 4 at 1)
     crop_b = cv2.resize(hopper.aligned.crop, end.crop.size, interpolation=cv2.INTER_AREA)
-    assert np.abs(np.asarray(end.crop, np.float32) - crop_b).max() <= 3
+    assert np.abs(np.asarray(end.crop, np.float32) - crop_b).max() <= 4
 
 
 def test_morph_frames_and_animation_files(editor: FaceEditor, astronaut, hopper,
