@@ -289,6 +289,31 @@ def face_mask(photo_shape: tuple[int, ...], landmarks: np.ndarray, grow: float =
     return mask.astype(bool)
 
 
+RED_PATCH = 12.0  # cheek_redness above this (0-255 levels) is a visible red patch
+
+
+def cheek_redness(before: np.ndarray, after: np.ndarray, landmarks: np.ndarray) -> float:
+    """The largest rise of red over green and blue, averaged over square blocks an eighth of
+    the face wide, on the cheeks (below the eyes, above the mouth's corners, jaw to jaw):
+    where issue 10's red patches were. ``before``/``after`` are the same picture (H, W, 3)
+    before and after an edit, ``landmarks`` its face's 68 points in its pixels. A smile or
+    rosy cheeks move it by up to about 8 levels; the patches measured 14-55."""
+    pts = np.asarray(landmarks, np.float64)
+    y0, y1 = int(pts[36:48, 1].max()), int(pts[[48, 54], 1].max())
+    x0, x1 = int(pts[2, 0]), int(pts[14, 0])
+
+    def red(image: np.ndarray) -> np.ndarray:
+        image = np.asarray(image, np.float32)
+        return image[..., 0] - image[..., 1:].mean(-1)
+
+    rise = (red(after) - red(before))[max(y0, 0):y1, max(x0, 0):x1]
+    k = max(2, round((pts[16, 0] - pts[0, 0]) / 8))
+    h, w = rise.shape[0] // k * k, rise.shape[1] // k * k
+    if h == 0 or w == 0:
+        return float(rise.max()) if rise.size else 0.0
+    return float(rise[:h, :w].reshape(h // k, k, w // k, k).mean((1, 3)).max())
+
+
 @dataclass
 class EditRecord:
     photo: str
@@ -304,6 +329,7 @@ class EditRecord:
     applied: float
     redness: float = 0.0  # mean change of red against green and blue inside the face
     blotch: float = 0.0  # 99th percentile of the colour (not brightness) change in the face
+    red_patch: float = 0.0  # cheek_redness: the reddest block on the cheeks
 
 
 def celeba_validation_photos(root: str | Path, n: int) -> list[Path]:
@@ -352,7 +378,8 @@ def measure(editor, meter: Meter, photos: list[Path], edits: list[tuple[str, flo
                 outside=float(change[~mask].mean()) if (~mask).any() else 0.0,
                 inside=float(change[mask].mean()), applied=result.applied,
                 redness=float((signed[..., 0] - signed[..., 1:].mean(2))[mask].mean()),
-                blotch=float(np.percentile(colour[mask], 99))))
+                blotch=float(np.percentile(colour[mask], 99)),
+                red_patch=cheek_redness(face.photo, out, face.aligned.landmarks)))
         if (k + 1) % 20 == 0:
             log(f"measured {k + 1}/{len(photos)} photos ({time.time() - start:.0f} s)")
     return records
@@ -362,7 +389,8 @@ def summarise(records: list[EditRecord]) -> list[dict]:
     """One row per (attribute, strength): the share of faces without the attribute that
     gain it (with it that lose it, for negative strengths), the mean change of estimated
     age, the share still the same person, the mean change outside/inside the face (0-255),
-    the mean reddening of the face and its 99th-percentile colour change (blotches)."""
+    the mean reddening of the face, its 99th-percentile colour change, and the share of
+    faces with a red patch on the cheeks (``cheek_redness`` over ``RED_PATCH``)."""
     rows = []
     keys = sorted({(r.attribute, r.strength) for r in records})
     for name, s in keys:
@@ -384,6 +412,7 @@ def summarise(records: list[EditRecord]) -> list[dict]:
         row["applied"] = float(np.mean([r.applied for r in group]))
         row["redness"] = float(np.mean([r.redness for r in group]))
         row["blotch"] = float(np.mean([r.blotch for r in group]))
+        row["red_patches"] = float(np.mean([r.red_patch > RED_PATCH for r in group]))
         rows.append(row)
     return rows
 
@@ -391,11 +420,11 @@ def summarise(records: list[EditRecord]) -> list[dict]:
 def format_table(rows: list[dict]) -> str:
     lines = ["| edit | strength | faces | gains (s>0) / loses (s<0) | Δ age (years) | same "
              "person | descriptor distance | |Δ| outside face | |Δ| inside face | redness | colour "
-             "p99 |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "p99 | red patches |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         flip = (f"{r['flip']:.0%} of {r['n_flip']}" if "flip" in r and r["n_flip"] else "–")
         lines.append(f"| {r['edit']} | {r['strength']:+g} | {r['n']} | {flip} | "
                      f"{r['d_age']:+.1f} | {r['same']:.0%} | {r['dist']:.3f} | "
                      f"{r['outside']:.2f} | {r['inside']:.2f} | {r['redness']:+.1f} | "
-                     f"{r['blotch']:.0f} |")
+                     f"{r['blotch']:.0f} | {r.get('red_patches', float('nan')):.0%} |")
     return "\n".join(lines)

@@ -13,10 +13,12 @@ import torch
 from glow_demo.editor import FaceEditor
 from glow_demo.meter import (
     METER_ATTRIBUTES,
+    RED_PATCH,
     SAME_PERSON,
     EditRecord,
     Identity,
     Meter,
+    cheek_redness,
     face_mask,
     read_back,
     small_cnn,
@@ -115,3 +117,20 @@ def test_summary_counts_gains_among_faces_without_the_attribute() -> None:
     assert rows[1.0]["d_age"] == pytest.approx(1.0)
     age = summarise([_record("age_years", 1.0, math.nan, math.nan, 0.2)])[0]
     assert "flip" not in age and age["d_age"] == pytest.approx(1.0)
+
+
+def test_cheek_redness_sees_a_red_patch_not_a_brighter_face(astronaut) -> None:
+    photo, marks = astronaut.photo, astronaut.aligned.landmarks
+    assert cheek_redness(photo, photo, marks) == 0.0
+    brighter = np.clip(photo.astype(np.int16) + 30, 0, 255).astype(np.uint8)
+    assert abs(cheek_redness(photo, brighter, marks)) < 3  # light, not colour
+    blotch = photo.astype(np.int16)
+    x, y = marks[3].astype(int) + (marks[30] - marks[3]).astype(int) // 3  # a left cheek
+    r = int((marks[16, 0] - marks[0, 0]) / 10)
+    blotch[y - r:y + r, x - r:x + r] += np.array([40, -20, -20], np.int16)
+    blotch = np.clip(blotch, 0, 255).astype(np.uint8)
+    assert cheek_redness(photo, blotch, marks) > RED_PATCH
+    # the summary counts the faces with one
+    records = [_record("age_years", 1.0, math.nan, math.nan, 0.2) for _ in range(4)]
+    records[0].red_patch = 20.0
+    assert summarise(records)[0]["red_patches"] == pytest.approx(0.25)
