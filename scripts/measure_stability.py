@@ -19,6 +19,7 @@ from collections import Counter
 import torch
 
 from glow_demo.align import PhotoError
+from glow_demo.directions import Directions
 from glow_demo.editor import FaceEditor
 from glow_demo.images import photo_paths
 from glow_demo.model import STABLE_PEAK
@@ -30,6 +31,8 @@ def main() -> None:
     parser.add_argument("--utkface", type=int, metavar="N",
                         help="also N held-out UTKFace faces, balanced over age and gender")
     parser.add_argument("--limit", type=int, help="at most this many photos from the list")
+    parser.add_argument("--linear", action="store_true",
+                        help="plain linear edits, without the directions' edit ranges")
     args = parser.parse_args()
     photos = photo_paths(args.photos)[: args.limit or None]
     if args.utkface:
@@ -40,8 +43,16 @@ def main() -> None:
         parser.error("no photos given")
 
     editor = FaceEditor.load()
+    directions = editor.directions
+    if args.linear:
+        directions = Directions(directions.vectors,
+                                {k: v for k, v in directions.meta.items() if k != "ranges"})
     ends = [(a.name, end) for a in editor.attributes if a.main for end in (a.low, a.high)]
-    offsets = torch.stack([editor.directions.direction(n) * e for n, e in ends])
+
+    def offsets(latent: torch.Tensor) -> torch.Tensor:
+        """Each slider end's offset for this face, as the editor computes it."""
+        return torch.stack([directions.offset(latent, {n: e}) for n, e in ends])
+
     smoothing, failed, bpds = Counter(), 0, []
     stable_exact = stable_base = total = 0
     worst = Counter()
@@ -52,10 +63,10 @@ def main() -> None:
             failed += 1
             print(f"{path.name}: {err}")
             continue
-        _, exact = editor.model.decode_with_peak(face.latent + offsets)
+        _, exact = editor.model.decode_with_peak(face.latent + offsets(face.latent))
         # an ordinary face's base is its exact encoding: those decodes are the same ones
-        base = editor.model.decode_with_peak(face.base + offsets)[1] if face.smoothing \
-            else exact
+        base = (editor.model.decode_with_peak(face.base + offsets(face.base))[1]
+                if face.smoothing else exact)
         smoothing[face.smoothing] += 1
         bpds.append(face.bits_per_dim)
         stable_exact += int((exact < STABLE_PEAK).sum())

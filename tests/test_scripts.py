@@ -23,5 +23,6 @@ def test_measure_stability_shows_the_editor_base_rescuing_an_unusual_face() -> N
     assert match, out
     exact, base = map(int, match.groups())
     # Grace Hopper explodes from her exact encoding; from the smoothed base nearly all
-    # slider ends decode to faces (measured 31 -> 45 of 48; the previous model 26 -> 46)
+    # slider ends decode to faces (measured with the edit ranges 33 -> 48 of 48; with plain
+    # linear edits, `--linear`, 26 -> 45)
     assert exact <= 36 and base >= 43, (exact, base)
