@@ -65,11 +65,15 @@ def test_align_edit_and_crop_keep_input_names(tmp_path: Path) -> None:
         assert im.width == im.height and im.width >= 64
 
 
-def test_edit_says_when_it_scaled_an_edit_back(tmp_path: Path) -> None:
+def test_a_slider_pushed_far_past_its_end_stops_at_its_range(tmp_path: Path) -> None:
+    """The built-in directions stop softly at the edge of what held-out faces show, so
+    even 4x a slider's end decodes to a face with nothing to scale back (a custom slider,
+    which has no range, is scaled back and says so: tests/test_cli_group.py)."""
     out = run("edit", str(FACES / "astronaut.png"), "-o", str(tmp_path), "--glasses", "6").stdout
-    assert re.search(r"astronaut\.png -> .*scaled back to \d+% of its strength", out), out
-    out = run("edit", str(FACES / "astronaut.png"), "-o", str(tmp_path), "--glasses", "1").stdout
-    assert "scaled back" not in out, out
+    assert "astronaut.png -> " in out and "scaled back" not in out, out
+    with Image.open(tmp_path / "astronaut.png") as im, \
+            Image.open(FACES / "astronaut.png") as original:
+        assert not np.array_equal(np.asarray(im), np.asarray(original.convert("RGB")))
 
 
 def test_edit_reports_bad_photos_and_carries_on(tmp_path: Path) -> None:

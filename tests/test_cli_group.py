@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -73,6 +74,11 @@ def test_learn_a_direction_then_edit_with_it(tmp_path: Path) -> None:
         "--direction", str(file), "navy=0.5")
     edited = rgb(tmp_path / "edited" / "astronaut.png")
     assert np.abs(edited - rgb(FACES / "astronaut.png")).mean() > 0.5
+    # a custom slider has no edit range: pushed far, it is scaled back, and says so
+    # (measured: navy=8 to 12 %)
+    far = run("edit", str(FACES / "astronaut.png"), "-o", str(tmp_path / "far"),
+              "--direction", str(file), "navy=8").stdout
+    assert re.search(r"astronaut\.png -> .*scaled back to \d+% of its strength", far), far
     missing = run("edit", str(FACES / "astronaut.png"), "-o", str(tmp_path / "x"),
                   "--direction", str(file), "hat=1", ok=False)
     assert missing.returncode != 0 and "no direction 'hat'" in missing.stderr
