@@ -45,6 +45,7 @@ from .align import AlignedFace, align_face, load_photo, paste_back
 from .directions import Attribute, Directions
 from .images import pil_to_tensor, tensor_to_pil
 from .model import DEFAULT_WEIGHTS, STABLE_PEAK, Glow
+from .skin import limit_skin_colour, limits_skin_colour
 
 CACHE_SIZE = 32
 # Gaussian blur radii (64 px pixels) tried, in order, for a face's edit base: the first
@@ -241,14 +242,19 @@ class FaceEditor:
     # ----- edit -> decode -> paste back ---------------------------------------------
     def edit(self, face: Face, strengths: dict[str, float],
              disentangle: dict[str, tuple[str, ...]] | None = None,
-             directions: Directions | None = None) -> EditResult:
+             directions: Directions | None = None,
+             limit_skin: bool | None = None) -> EditResult:
         """Apply attribute strengths (0 = unchanged); only decodes, the encoding is cached.
         ``directions``: the ones to edit along instead of the editor's own (e.g. with a
-        person's custom directions added, see ``custom_directions``)."""
+        person's custom directions added, see ``custom_directions``). ``limit_skin``:
+        limit the colour change on the skin (``skin``); None decides by the sliders moved
+        (``limits_skin_colour``), False is the model's change as it is (for measuring)."""
         start = time.perf_counter()
         directions = directions or self.directions
         offset = directions.offset(face.base, strengths, disentangle).to(face.base.device)
-        return self._render(face, offset, extra=None, start=start)
+        if limit_skin is None:
+            limit_skin = self.limits_skin_colour(strengths)
+        return self._render(face, offset, extra=None, start=start, skin=limit_skin)
 
     def edit_batch(self, face: Face, strengths: list[dict[str, float]]) -> list[EditResult]:
         """Several edits of one face, decoded in one batch (measuring, grids): each result
@@ -259,12 +265,20 @@ class FaceEditor:
                               ).to(face.base.device)
         decoded, peaks = self.model.decode_with_peak(face.base[None] + offsets)
         results = []
-        for offset, image, peak in zip(offsets, decoded, peaks, strict=True):
+        for offset, image, peak, edit in zip(offsets, decoded, peaks, strengths, strict=True):
+            skin = self.limits_skin_colour(edit)
             if not offset.any() or peak >= STABLE_PEAK:
-                results.append(self._render(face, offset, extra=None, start=start))
+                results.append(self._render(face, offset, extra=None, start=start, skin=skin))
             else:
+                if skin:
+                    image = limit_skin_colour(face.base_decoded, image)
                 results.append(self._paste(face, image, None, 1.0, start))
         return results
+
+    def limits_skin_colour(self, strengths: dict[str, float]) -> bool:
+        """Whether this edit's colour change on the skin is limited (``skin``): only the
+        editor's own sliders are moved, and none is about the skin's colour."""
+        return limits_skin_colour(strengths, self.directions.vectors)
 
     def interpolate(self, a: Face, b: Face, t: float) -> EditResult:
         """Face a moved a fraction t of the way to face b, in a's photo."""
@@ -283,7 +297,10 @@ class FaceEditor:
         image and the fraction of the edit applied."""
         directions = directions or self.directions
         offset = directions.offset(latent, strengths, disentangle).to(latent.device)
-        return self._decode_stably(latent, offset, unchanged=None)
+        decoded, applied = self._decode_stably(latent, offset, unchanged=None)
+        if offset.any() and self.limits_skin_colour(strengths):
+            decoded = limit_skin_colour(self.model.decode(latent[None])[0], decoded)
+        return decoded, applied
 
     def _decode_stably(self, base: torch.Tensor, offset: torch.Tensor,
                        unchanged: torch.Tensor | None) -> tuple[torch.Tensor, float]:
@@ -309,8 +326,12 @@ class FaceEditor:
         return low_image, low
 
     def _render(self, face: Face, offset: torch.Tensor, extra: np.ndarray | None,
-                start: float) -> EditResult:
+                start: float, skin: bool = False) -> EditResult:
+        """Decode (stably) and paste back; ``skin``: limit the change's colour on the
+        skin (``skin.limit_skin_colour``)."""
         decoded, applied = self._decode_stably(face.base, offset, face.base_decoded)
+        if skin and offset.any():
+            decoded = limit_skin_colour(face.base_decoded, decoded)
         return self._paste(face, decoded, extra, applied, start)
 
     def _paste(self, face: Face, decoded: torch.Tensor, extra: np.ndarray | None,

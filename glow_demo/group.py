@@ -35,6 +35,7 @@ from .directions import Directions
 from .editor import BASE_PEAK, EditResult, Face, FaceEditor, _upsample
 from .images import pil_to_tensor, tensor_to_pil
 from .model import STABLE_PEAK
+from .skin import limit_skin_colour
 
 FacesSpec = str | Sequence[int]  # "largest" | "all" | face numbers (left to right, from 1)
 FACES_HELP = '"largest" (default), "all", or a list of face numbers (1 = leftmost)'
@@ -195,11 +196,20 @@ def group_offsets(editor: FaceEditor, group: Group,
             for s, f in zip(strengths, group.faces, strict=True)]
 
 
-def decode_group(editor: FaceEditor, group: Group, offsets: Sequence[torch.Tensor]
+def skin_limits(editor: FaceEditor, strengths: Sequence[Mapping[str, float] | None]
+                ) -> list[bool]:
+    """For each face, whether its edit's colour change on the skin is limited
+    (``FaceEditor.limits_skin_colour``)."""
+    return [editor.limits_skin_colour(dict(s or {})) for s in strengths]
+
+
+def decode_group(editor: FaceEditor, group: Group, offsets: Sequence[torch.Tensor],
+                 skin: Sequence[bool] | None = None
                  ) -> tuple[list[torch.Tensor], list[float]]:
     """(each face's decoded 64 px edit, fraction of it applied): the edited faces decoded
     in one batch; a face whose edit would explode is scaled back on its own
-    (``FaceEditor``'s guard), the others are not affected. For one face this is exactly
+    (``FaceEditor``'s guard), the others are not affected; ``skin`` (``skin_limits``)
+    limits each face's colour change on the skin. For one face this is exactly
     ``FaceEditor.edit``'s decode."""
     decoded = [f.base_decoded for f in group.faces]
     applied = [1.0] * len(group)
@@ -214,6 +224,8 @@ def decode_group(editor: FaceEditor, group: Group, offsets: Sequence[torch.Tenso
                 face = group.faces[i]
                 decoded[i], applied[i] = editor._decode_stably(face.base, offsets[i],
                                                                face.base_decoded)
+            if skin is not None and skin[i]:
+                decoded[i] = limit_skin_colour(group.faces[i].base_decoded, decoded[i])
     return decoded, applied
 
 
@@ -254,7 +266,7 @@ def edit_group(editor: FaceEditor, group: Group,
     """
     start = time.perf_counter()
     offsets = group_offsets(editor, group, strengths, disentangle, directions)
-    decoded, applied = decode_group(editor, group, offsets)
+    decoded, applied = decode_group(editor, group, offsets, skin_limits(editor, strengths))
     return paste_group(group, decoded, applied, start=start)
 
 

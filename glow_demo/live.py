@@ -30,7 +30,15 @@ from PIL import Image
 
 from .directions import Directions
 from .editor import FaceEditor
-from .group import Group, GroupResult, decode_group, group_offsets, paste_group, view_of
+from .group import (
+    Group,
+    GroupResult,
+    decode_group,
+    group_offsets,
+    paste_group,
+    skin_limits,
+    view_of,
+)
 
 PREVIEW_SIZE = 640  # longer side of the picture shown while a slider moves
 JPEG_QUALITY = 90  # PIL's default, 75, blurs hair and shows blocks on skin at 640 px
@@ -185,11 +193,12 @@ class LiveEdit:
     def _decode(self, strengths, disentangle, directions
                 ) -> tuple[str, list[torch.Tensor], list[float], float]:
         offsets = group_offsets(self.editor, self.group, strengths, disentangle, directions)
-        key = _key(offsets)
+        skin = skin_limits(self.editor, strengths)
+        key = _key(offsets) + "".join("s" if s else "-" for s in skin)
         with self._lock:
             if self._decoded is not None and self._decoded[0] == key:
                 return (*self._decoded, 0.0)
             start = time.perf_counter()
-            decoded, applied = decode_group(self.editor, self.group, offsets)
+            decoded, applied = decode_group(self.editor, self.group, offsets, skin)
             self._decoded = (key, decoded, applied)
             return key, decoded, applied, time.perf_counter() - start

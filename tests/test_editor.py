@@ -157,11 +157,13 @@ def test_aging_a_face_already_far_along_paints_no_red_patches(
     linear = _linear(editor.directions)
     for face in (astronaut, hopper):
         marks = face.aligned.landmarks
-        plain = editor.edit(face, edit, directions=linear).photo
+        plain = editor.edit(face, edit, directions=linear, limit_skin=False).photo
         before = cheek_redness(face.photo, np.asarray(plain), marks)
-        result = editor.edit(face, edit)
-        after = cheek_redness(face.photo, np.asarray(result.photo), marks)
+        ranged = editor.edit(face, edit, limit_skin=False)  # the ranges alone
+        after = cheek_redness(face.photo, np.asarray(ranged.photo), marks)
         assert before > RED_PATCH > after, (edit, before, after)
+        result = editor.edit(face, edit)  # and the skin's colour limited, as shipped
+        assert cheek_redness(face.photo, np.asarray(result.photo), marks) < after
         assert (pil_to_tensor(result.model_view) - face.base_decoded).abs().mean() > 0.01
 
 
