@@ -251,7 +251,8 @@ def heldout_gaps(latents: torch.Tensor, labels: np.ndarray, fit, quantile: float
 # *ceiling* (the RANGE_QUANTILE of held-out faces, at least RANGE_MARGIN x the step past the
 # knee) smoothly and never passes it. Mirrored for negative strengths.
 RANGE_QUANTILE = 0.999
-RANGE_MARGIN = 0.15
+# half a step: 1.5 still takes a typical face about 1.38 steps (skin.py keeps its colour)
+RANGE_MARGIN = 0.5
 
 
 def edit_range(positions: np.ndarray, has: np.ndarray, step: float,

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from glow_demo.directions import (
+    RANGE_MARGIN,
     Directions,
     LatentCovariance,
     calibrate,
@@ -164,8 +165,8 @@ def test_edit_range_reads_knees_and_ceilings_from_held_out_positions() -> None:
     # strength 1.0 takes the median face without to the knee (and with, down to the low one)
     assert high_knee == pytest.approx(np.median(positions[~has]) + 2.5, abs=1e-3)
     assert low_knee == pytest.approx(np.median(positions[has]) - 2.5, abs=1e-3)
-    assert high >= max(np.quantile(positions, 0.999), high_knee + 0.15 * 2.5) - 1e-3
-    assert low <= min(np.quantile(positions, 0.001), low_knee - 0.15 * 2.5) + 1e-3
+    assert high >= max(np.quantile(positions, 0.999), high_knee + RANGE_MARGIN * 2.5) - 1e-3
+    assert low <= min(np.quantile(positions, 0.001), low_knee - RANGE_MARGIN * 2.5) + 1e-3
     assert low < low_knee < high_knee < high
     # the faces without can be named apart from the rest (age: the young, not "not old")
     young = positions < -1
