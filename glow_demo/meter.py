@@ -294,10 +294,11 @@ RED_PATCH = 12.0  # cheek_redness above this (0-255 levels) is a visible red pat
 
 def cheek_redness(before: np.ndarray, after: np.ndarray, landmarks: np.ndarray) -> float:
     """The largest rise of red over green and blue, averaged over square blocks an eighth of
-    the face wide, on the cheeks (below the eyes, above the mouth's corners, jaw to jaw):
-    where issue 10's red patches were. ``before``/``after`` are the same picture (H, W, 3)
-    before and after an edit, ``landmarks`` its face's 68 points in its pixels. A smile or
-    rosy cheeks move it by up to about 8 levels; the patches measured 14-55."""
+    the face wide, on the cheeks (below the eyes, above the mouth's corners, jaw to jaw,
+    the lips left out): where issue 10's red patches were. ``before``/``after`` are the
+    same picture (H, W, 3) before and after an edit, ``landmarks`` its face's 68 points in
+    its pixels. A smile or rosy cheeks move it by up to about 8 levels; the patches
+    measured 14-55."""
     pts = np.asarray(landmarks, np.float64)
     y0, y1 = int(pts[36:48, 1].max()), int(pts[[48, 54], 1].max())
     x0, x1 = int(pts[2, 0]), int(pts[14, 0])
@@ -306,7 +307,14 @@ def cheek_redness(before: np.ndarray, after: np.ndarray, landmarks: np.ndarray) 
         image = np.asarray(image, np.float32)
         return image[..., 0] - image[..., 1:].mean(-1)
 
-    rise = (red(after) - red(before))[max(y0, 0):y1, max(x0, 0):x1]
+    rise = red(after) - red(before)
+    # not the lips: a smile taken away turns teeth back into red lips, and that is no patch
+    mouth = pts[48:60]
+    centre = mouth.mean(0)
+    mx0, my0 = np.maximum(centre + 1.3 * (mouth.min(0) - centre), 0).astype(int)
+    mx1, my1 = np.maximum(np.ceil(centre + 1.3 * (mouth.max(0) - centre)), 0).astype(int)
+    rise[my0:my1, mx0:mx1] = 0.0
+    rise = rise[max(y0, 0):y1, max(x0, 0):x1]
     k = max(2, round((pts[16, 0] - pts[0, 0]) / 8))
     h, w = rise.shape[0] // k * k, rise.shape[1] // k * k
     if h == 0 or w == 0:
