@@ -78,6 +78,7 @@ from glow_demo.custom_directions import (  # noqa: E402
     save_directions,
     with_custom,
 )
+from glow_demo.edit_session import EditSession  # noqa: E402
 from glow_demo.editor import FaceEditor  # noqa: E402
 from glow_demo.example_faces import ExampleGallery, example_gallery  # noqa: E402
 from glow_demo.group import edit_photo, prepare_group  # noqa: E402
@@ -444,8 +445,8 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
         except PhotoError as err:
             gr.Warning(str(err))
             return None, None, hide, f"⚠️ {err}", *no_picker
-        session = {"group": group, "live": LiveEdit(editor, group, frames), "all": None,
-                   "own": {}}
+        session = EditSession(group, LiveEdit(editor, group, frames), tuple(names),
+                              MAX_CUSTOM)
         shown = group.faces[group.largest]
         picker = no_picker
         if len(group) > 1:
@@ -455,42 +456,15 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
                       gr.Radio(target_choices(group), value=ALL_FACES, visible=True))
         return session, upscale(shown.model_input), hide, describe_group(group), *picker
 
-    def held_fixed(hold, strengths: dict[str, float]) -> dict[str, tuple[str, ...]] | None:
-        """Disentangling: every edit loses its component along the directions held fixed."""
-        return {n: tuple(hold) for n in strengths} if hold else None
-
-    def slider_names(custom) -> list[str]:
-        return names + [c.name for c in custom] + [f"_unused{k}" for k in
-                                                    range(len(custom), MAX_CUSTOM)]
-
-    def remember(session, target, values) -> list[dict[str, float]]:
-        """Store the sliders' values for the face(s) they edit; one strengths dict per face.
-
-        Faces given values of their own keep them; the rest follow "All faces". Picking
-        a face does not detach it: only moving a slider away from its values does."""
-        n = len(session["group"])
-        values = [float(v or 0) for v in values]
-        index = target_index(target)
-        if index is None or index >= n:
-            session["all"] = values
-        elif values != session["own"].get(index, session["all"] or [0.0] * len(values)):
-            session["own"][index] = values
-        shared = session["all"] or [0.0] * len(values)
-        return [session["own"].get(i, shared) for i in range(n)]
-
-    def edit_args(session, hold, target, custom, values) -> tuple:
-        """(per-face strengths, disentangle, directions) for ``LiveEdit``."""
-        per_face = remember(session, target, values)
-        keys = slider_names(custom)
-        strengths = [{k: v for k, v in zip(keys, face, strict=True) if v and
-                      not k.startswith("_unused")} for face in per_face]
-        used = {k for face in strengths for k in face}
-        directions = with_custom(editor.directions, custom) if custom else None
-        return strengths, held_fixed(hold, used), directions
+    def edit_args(session: EditSession, hold, target, custom, values) -> tuple:
+        """(per-face strengths, disentangle, directions) for ``LiveEdit``; stores the
+        values for the face(s) they edit, and "Keep fixed" and the own sliders."""
+        session.record(hold, custom)
+        return session.live_args(session.remember(target_index(target), values))
 
     def show(session, target, frame):
         """The outputs of a slider move: (before, after) files, the model's view, status."""
-        group = session["group"]
+        group = session.group
         index = target_index(target)
         shown = group.largest if index is None or index >= len(group) else index
         status = frame.timings
@@ -504,23 +478,20 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
         if session is None:
             return None, None, ""
         args = edit_args(session, hold, target, custom or [], values)
-        return show(session, target, session["live"].frame(*args))
+        return show(session, target, session.live.frame(*args))
 
     def on_release(session, hold, target, custom, *values):
         """A slider let go: a large photo at its own resolution (its decode re-used)."""
-        if session is None or not session["live"].has_preview:
+        if session is None or not session.live.has_preview:
             return gr.skip(), gr.skip(), gr.skip()
         args = edit_args(session, hold, target, custom or [], values)
-        return show(session, target, session["live"].frame(*args, full=True))
+        return show(session, target, session.live.frame(*args, full=True))
 
     def on_target(session, target):
         """Picking a face (or all): the sliders show that face's values."""
         if session is None:
             return [gr.Slider()] * (len(names) + MAX_CUSTOM)
-        index = target_index(target)
-        shared = session["all"] or [0.0] * (len(names) + MAX_CUSTOM)
-        values = shared if index is None else session["own"].get(index, shared)
-        return list(values)
+        return session.values_for(target_index(target))
 
     def on_thumb(session, event: gr.SelectData):
         return f"Face {event.index + 1}"
@@ -530,7 +501,7 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
             raise gr.Error("Give a photo first.")
         path = new_file("edited.png")
         args = edit_args(session, hold, target, custom or [], values)
-        session["live"].result(*args).photo.save(path)
+        session.live.result(*args).photo.save(path)
         return gr.File(value=str(path), visible=True)
 
     # ----- your own slider ------------------------------------------------------------
@@ -564,7 +535,8 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
         custom.append(learned)
         strip = gr.Image(visible=False)
         if session is not None:
-            group = session["group"]
+            session.record(session.hold, custom)
+            group = session.group
             face = group.faces[group.largest]
             strip = gr.Image(value=strip_image(editor, face, with_custom(
                 editor.directions, custom), learned.name), visible=True)
@@ -578,7 +550,7 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
         save_directions(path, custom)
         return gr.File(value=str(path), visible=True)
 
-    def on_custom_load(custom, payload):
+    def on_custom_load(session, custom, payload):
         custom = list(custom or [])
         try:
             file = photo_source(payload, folders)  # raw: only a file this server received
@@ -594,6 +566,8 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
         taken = set(names) | {c.name for c in custom}
         added = [c for c in loaded if c.name not in taken][:MAX_CUSTOM - len(custom)]
         custom += added
+        if session is not None:
+            session.record(session.hold, custom)
         notes = [f"**{c.label}**: {c.advice}" for c in added] or ["No new sliders in the file."]
         return custom, "\n\n".join(notes), *custom_slider_updates(custom)
 
@@ -682,7 +656,7 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
     # ----- layout ----------------------------------------------------------------------
     with gr.Blocks(title="Glow face editor", analytics_enabled=False,
                    delete_cache=CACHE_CLEANUP) as demo:
-        session = gr.State(None, time_to_live=SESSION_TTL_S)
+        session = gr.State(None, time_to_live=SESSION_TTL_S)  # an EditSession
         mix_a_state = gr.State(None, time_to_live=SESSION_TTL_S)
         mix_b_state = gr.State(None, time_to_live=SESSION_TTL_S)
         custom_state = gr.State([], time_to_live=SESSION_TTL_S)  # CustomDirection list
@@ -881,7 +855,7 @@ def wire_custom_panel(custom: dict, session, custom_state, on_learn, on_save, on
                           [custom_state, custom["note"], custom["strip"], *custom["sliders"]],
                           preprocess=False, **private, **MODEL)
     custom["save"].click(on_save, custom_state, custom["saved"], **private, **MODEL)
-    custom["load"].upload(on_load, [custom_state, custom["load"]],
+    custom["load"].upload(on_load, [session, custom_state, custom["load"]],
                           [custom_state, custom["note"], *custom["sliders"]],
                           preprocess=False, **private, **MODEL)
 
