@@ -46,6 +46,11 @@ Photos that are not images or show no face raise an error whose message says so
 answered "Invalid file.", whether or not such a file exists (see ``photo_source``).
 ``gradio_client`` sends a telemetry ping when it connects unless
 ``GRADIO_ANALYTICS_ENABLED=False`` is set in its environment.
+
+While a slider is dragged, the page also posts the sliders' values to ``POST /live/preview``
+on the same server and draws the JPEG it answers before Gradio's event brings the same
+picture (``glow_demo/live_route.py``, ``glow_demo/live_preview.js``). It is the page's,
+not an API: it takes only the token the page was given for its photo.
 """
 
 from __future__ import annotations
@@ -78,11 +83,19 @@ from glow_demo.custom_directions import (  # noqa: E402
     save_directions,
     with_custom,
 )
+from glow_demo.edit_session import EditSession  # noqa: E402
 from glow_demo.editor import FaceEditor  # noqa: E402
 from glow_demo.example_faces import ExampleGallery, example_gallery  # noqa: E402
 from glow_demo.group import edit_photo, prepare_group  # noqa: E402
 from glow_demo.images import photo_paths  # noqa: E402
 from glow_demo.live import FrameStore, LiveEdit  # noqa: E402
+from glow_demo.live_route import (  # noqa: E402
+    LiveSessions,
+    PreviewHandler,
+    page_script,
+    preview_route,
+    slider_ranges,
+)
 from glow_demo.model import DEFAULT_WEIGHTS, WeightsError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -95,8 +108,10 @@ FILE_TTL_S = 600  # our download files, once Gradio has copied them into its cac
 CACHE_CLEANUP = (900, 3600)  # every 15 min Gradio deletes its files older than an hour
 MAX_MORPH_STEPS = 60
 SESSION_TTL_S = 3 * 3600  # a session's prepared faces are dropped after this long
+STATE_SESSIONS = 200  # sessions whose state Gradio keeps (and fast-preview tokens)
 INVALID_FILE = "Invalid file."  # the one answer for a photo that is not a file we received
 MAX_CUSTOM = 4  # sliders of a person's own per session
+CUSTOM_RANGE = (-1.5, 1.5)  # their sliders' range
 ALL_FACES = "All faces"
 THUMB_SIZE = 96
 
@@ -312,7 +327,7 @@ def build_custom_panel(examples: ExampleGallery):
         strip = gr.Image(label="−1 / 0 / +1 on the current face", interactive=False,
                          format="png", visible=False, height=150, buttons=[],
                          elem_id="custom-strip")
-        sliders = [gr.Slider(-1.5, 1.5, value=0.0, step=0.05, label=f"custom {k}",
+        sliders = [gr.Slider(*CUSTOM_RANGE, value=0.0, step=0.05, label=f"custom {k}",
                              visible=False, buttons=["reset"], elem_id=f"custom-{k}")
                    for k in range(MAX_CUSTOM)]
         with gr.Row():
@@ -347,8 +362,11 @@ def custom_slider_updates(custom) -> list:
                 list(custom) + [None] * (MAX_CUSTOM - len(custom)))]
 
 
-def build_demo(editor: FaceEditor) -> gr.Blocks:
-    """The page and its API. ``editor`` is shared by all sessions (it is thread-safe)."""
+def build_demo(editor: FaceEditor, sessions: LiveSessions | None = None) -> gr.Blocks:
+    """The page and its API. ``editor`` is shared by all sessions (it is thread-safe).
+    ``sessions``: where prepared photos get their fast-preview token (``live_route``)."""
+    if sessions is None:
+        sessions = LiveSessions(SESSION_TTL_S, STATE_SESSIONS)
     attributes = editor.attributes
     names = [a.name for a in attributes]
     known = set(names)
@@ -425,8 +443,10 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
         return str(editor.save_animation(frames, new_file(f"morph.{fmt}")))
 
     # ----- UI callbacks ----------------------------------------------------------------
-    def on_photo(payload):
-        """Prepare every face in the photo (a one-face photo exactly as before)."""
+    def on_photo(payload, previous):
+        """Prepare every face in the photo (a one-face photo exactly as before); its
+        fast-preview token replaces the previous photo's."""
+        sessions.forget_session(previous)
         try:
             photo = photo_source(payload, folders)
         except PhotoError as err:
@@ -438,14 +458,15 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
         no_picker = (gr.Gallery(value=None, visible=False),
                      gr.Radio([ALL_FACES], value=ALL_FACES, visible=False))
         if photo is None:
-            return None, None, hide, err_status, *no_picker
+            return None, None, hide, err_status, *no_picker, ""
         try:
             group = prepare_group(editor, photo)
         except PhotoError as err:
             gr.Warning(str(err))
-            return None, None, hide, f"⚠️ {err}", *no_picker
-        session = {"group": group, "live": LiveEdit(editor, group, frames), "all": None,
-                   "own": {}}
+            return None, None, hide, f"⚠️ {err}", *no_picker, ""
+        session = EditSession(group, LiveEdit(editor, group, frames), tuple(names),
+                              MAX_CUSTOM)
+        token = sessions.add(session)
         shown = group.faces[group.largest]
         picker = no_picker
         if len(group) > 1:
@@ -453,44 +474,19 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
                                         enumerate(group.thumbnails(THUMB_SIZE))],
                                  visible=True),
                       gr.Radio(target_choices(group), value=ALL_FACES, visible=True))
-        return session, upscale(shown.model_input), hide, describe_group(group), *picker
+        return (session, upscale(shown.model_input), hide, describe_group(group), *picker,
+                token)
 
-    def held_fixed(hold, strengths: dict[str, float]) -> dict[str, tuple[str, ...]] | None:
-        """Disentangling: every edit loses its component along the directions held fixed."""
-        return {n: tuple(hold) for n in strengths} if hold else None
-
-    def slider_names(custom) -> list[str]:
-        return names + [c.name for c in custom] + [f"_unused{k}" for k in
-                                                    range(len(custom), MAX_CUSTOM)]
-
-    def remember(session, target, values) -> list[dict[str, float]]:
-        """Store the sliders' values for the face(s) they edit; one strengths dict per face.
-
-        Faces given values of their own keep them; the rest follow "All faces". Picking
-        a face does not detach it: only moving a slider away from its values does."""
-        n = len(session["group"])
-        values = [float(v or 0) for v in values]
-        index = target_index(target)
-        if index is None or index >= n:
-            session["all"] = values
-        elif values != session["own"].get(index, session["all"] or [0.0] * len(values)):
-            session["own"][index] = values
-        shared = session["all"] or [0.0] * len(values)
-        return [session["own"].get(i, shared) for i in range(n)]
-
-    def edit_args(session, hold, target, custom, values) -> tuple:
-        """(per-face strengths, disentangle, directions) for ``LiveEdit``."""
-        per_face = remember(session, target, values)
-        keys = slider_names(custom)
-        strengths = [{k: v for k, v in zip(keys, face, strict=True) if v and
-                      not k.startswith("_unused")} for face in per_face]
-        used = {k for face in strengths for k in face}
-        directions = with_custom(editor.directions, custom) if custom else None
-        return strengths, held_fixed(hold, used), directions
+    def edit_args(session: EditSession, hold, target, custom, values) -> tuple:
+        """(per-face strengths, disentangle, directions) for ``LiveEdit``; stores the
+        values for the face(s) they edit, and "Keep fixed" and the own sliders for the
+        fast preview route."""
+        session.record(hold, custom)
+        return session.live_args(session.remember(target_index(target), values))
 
     def show(session, target, frame):
         """The outputs of a slider move: (before, after) files, the model's view, status."""
-        group = session["group"]
+        group = session.group
         index = target_index(target)
         shown = group.largest if index is None or index >= len(group) else index
         status = frame.timings
@@ -504,23 +500,20 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
         if session is None:
             return None, None, ""
         args = edit_args(session, hold, target, custom or [], values)
-        return show(session, target, session["live"].frame(*args))
+        return show(session, target, session.live.frame(*args))
 
     def on_release(session, hold, target, custom, *values):
         """A slider let go: a large photo at its own resolution (its decode re-used)."""
-        if session is None or not session["live"].has_preview:
+        if session is None or not session.live.has_preview:
             return gr.skip(), gr.skip(), gr.skip()
         args = edit_args(session, hold, target, custom or [], values)
-        return show(session, target, session["live"].frame(*args, full=True))
+        return show(session, target, session.live.frame(*args, full=True))
 
     def on_target(session, target):
         """Picking a face (or all): the sliders show that face's values."""
         if session is None:
             return [gr.Slider()] * (len(names) + MAX_CUSTOM)
-        index = target_index(target)
-        shared = session["all"] or [0.0] * (len(names) + MAX_CUSTOM)
-        values = shared if index is None else session["own"].get(index, shared)
-        return list(values)
+        return session.values_for(target_index(target))
 
     def on_thumb(session, event: gr.SelectData):
         return f"Face {event.index + 1}"
@@ -530,7 +523,7 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
             raise gr.Error("Give a photo first.")
         path = new_file("edited.png")
         args = edit_args(session, hold, target, custom or [], values)
-        session["live"].result(*args).photo.save(path)
+        session.live.result(*args).photo.save(path)
         return gr.File(value=str(path), visible=True)
 
     # ----- your own slider ------------------------------------------------------------
@@ -564,7 +557,8 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
         custom.append(learned)
         strip = gr.Image(visible=False)
         if session is not None:
-            group = session["group"]
+            session.record(session.hold, custom)  # the fast route's sliders too
+            group = session.group
             face = group.faces[group.largest]
             strip = gr.Image(value=strip_image(editor, face, with_custom(
                 editor.directions, custom), learned.name), visible=True)
@@ -578,7 +572,7 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
         save_directions(path, custom)
         return gr.File(value=str(path), visible=True)
 
-    def on_custom_load(custom, payload):
+    def on_custom_load(session, custom, payload):
         custom = list(custom or [])
         try:
             file = photo_source(payload, folders)  # raw: only a file this server received
@@ -594,6 +588,8 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
         taken = set(names) | {c.name for c in custom}
         added = [c for c in loaded if c.name not in taken][:MAX_CUSTOM - len(custom)]
         custom += added
+        if session is not None:
+            session.record(session.hold, custom)  # the fast route's sliders too
         notes = [f"**{c.label}**: {c.advice}" for c in added] or ["No new sliders in the file."]
         return custom, "\n\n".join(notes), *custom_slider_updates(custom)
 
@@ -682,7 +678,9 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
     # ----- layout ----------------------------------------------------------------------
     with gr.Blocks(title="Glow face editor", analytics_enabled=False,
                    delete_cache=CACHE_CLEANUP) as demo:
-        session = gr.State(None, time_to_live=SESSION_TTL_S)
+        # an EditSession; its fast-preview token is forgotten with it
+        session = gr.State(None, time_to_live=SESSION_TTL_S,
+                           delete_callback=sessions.forget_session)
         mix_a_state = gr.State(None, time_to_live=SESSION_TTL_S)
         mix_b_state = gr.State(None, time_to_live=SESSION_TTL_S)
         custom_state = gr.State([], time_to_live=SESSION_TTL_S)  # CustomDirection list
@@ -704,6 +702,9 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
                         face_status = gr.Markdown(elem_classes="face-status",
                                                   elem_id="face-status")
                         thumbs, target = build_face_picker()
+                        # the page's key to the fast preview route (live_preview.js)
+                        live_token = gr.Textbox(visible="hidden", elem_id="live-token",
+                                                interactive=False)
                     with gr.Column(scale=3, min_width=320):
                         with gr.Row():
                             compare = gr.ImageSlider(label="Before / after (drag to compare)",
@@ -807,7 +808,8 @@ def build_demo(editor: FaceEditor) -> gr.Blocks:
         raw = dict(preprocess=False)  # photos reach the editor unopened: see photo_source
         all_sliders = sliders + custom["sliders"]  # built-in, then a person's own
         edit_inputs = [session, hold, target, custom_state, *all_sliders]
-        photo.change(on_photo, photo, [session, aligned, saved, face_status, thumbs, target],
+        photo.change(on_photo, [photo, session],
+                     [session, aligned, saved, face_status, thumbs, target, live_token],
                      show_progress_on=[aligned], **raw, **private, **MODEL).then(
             on_edit, edit_inputs, edit_outputs, show_progress="hidden", **private, **MODEL)
         # Every slider change (drag, keys, number box, reset) asks for one decode; with
@@ -881,7 +883,7 @@ def wire_custom_panel(custom: dict, session, custom_state, on_learn, on_save, on
                           [custom_state, custom["note"], custom["strip"], *custom["sliders"]],
                           preprocess=False, **private, **MODEL)
     custom["save"].click(on_save, custom_state, custom["saved"], **private, **MODEL)
-    custom["load"].upload(on_load, [custom_state, custom["load"]],
+    custom["load"].upload(on_load, [session, custom_state, custom["load"]],
                           [custom_state, custom["note"], *custom["sliders"]],
                           preprocess=False, **private, **MODEL)
 
@@ -925,10 +927,15 @@ def main(argv: list[str] | None = None) -> None:
     except WeightsError as err:
         sys.exit(f"app.py: cannot load the model: {err}")
     editor.warm_up(compile_decode=args.compile)
-    demo = build_demo(editor)
+    sessions = LiveSessions(SESSION_TTL_S, STATE_SESSIONS)
+    demo = build_demo(editor, sessions)
+    # The fast preview route on Gradio's own server, ahead of Gradio's routes.
+    fast = PreviewHandler(sessions, slider_ranges(editor.attributes), CUSTOM_RANGE,
+                          MODEL_WORKERS)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share,
-                max_file_size=MAX_FILE_SIZE, css=CSS, footer_links=["api"],
-                state_session_capacity=200)
+                max_file_size=MAX_FILE_SIZE, css=CSS, head=page_script(),
+                footer_links=["api"], state_session_capacity=STATE_SESSIONS,
+                app_kwargs={"routes": [preview_route(fast)]})
 
 
 if __name__ == "__main__":

@@ -12,6 +12,11 @@ move), and the "before" picture is encoded once per photo and size.
 
 Frames are JPEG files (quality ``JPEG_QUALITY``) in a ``FrameStore``, named by their
 content: the same picture is the same file and URL, which the browser already holds.
+
+A move can be asked for twice: by the page's fast preview route (``glow_demo.live_route``)
+and by the Gradio event the same slider move fires. So the last ``RECENT`` decodes and
+preview frames are kept: whichever asks second gets the first one's picture, and a Gradio
+event that lags a drag by a move or two still finds its edit decoded.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import hashlib
 import os
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from io import BytesIO
 from pathlib import Path
@@ -42,6 +48,7 @@ from .group import (
 
 PREVIEW_SIZE = 640  # longer side of the picture shown while a slider moves
 JPEG_QUALITY = 90  # PIL's default, 75, blurs hair and shows blocks on skin at 640 px
+RECENT = 4  # decodes and preview frames kept per photo (a few KB and ~1 MB each)
 
 
 class FrameStore:
@@ -138,8 +145,10 @@ class LiveEdit:
         self.group = group
         self.store = store
         self.view = view_of(group, preview_size)  # None: the photo is small enough
-        self._lock = threading.Lock()
-        self._decoded: tuple[str, list[torch.Tensor], list[float]] | None = None
+        self._lock = threading.Lock()  # held while decoding: a second caller waits, re-uses
+        self._decoded: OrderedDict[str, tuple[list[torch.Tensor], list[float]]] = OrderedDict()
+        self._frames_lock = threading.Lock()
+        self._previews: OrderedDict[str, Frame] = OrderedDict()
         self._before: dict[bool, str] = {}
         self._full: tuple[str, Frame] | None = None  # the last full frame of a large photo
 
@@ -160,11 +169,17 @@ class LiveEdit:
               directions: Directions | None = None, full: bool = False) -> Frame:
         """The pictures for these strengths (one dict per face): a preview, or with
         ``full`` the photo's own resolution. A preview asked for after the full frame of
-        the same edit was made gets that full frame (a release can finish first)."""
+        the same edit was made gets that full frame (a release can finish first); one
+        made already (by the fast route or an earlier event) is handed out again as it
+        was, its timings those of making it."""
         key, decoded, applied, decode_s = self._decode(strengths, disentangle, directions)
         done = self._full
         if done is not None and done[0] == key and self.store.keep(done[1].after):
             return replace(done[1], decode_s=decode_s, paste_s=0.0, encode_s=0.0)
+        if not full:
+            made = self._made(key)
+            if made is not None:
+                return made
         view = None if full else self.view
         start = time.perf_counter()
         result = paste_group(self.group, decoded, applied, view=view)
@@ -181,7 +196,25 @@ class LiveEdit:
                       paste_s=paste_s, encode_s=encode_s)
         if view is None and self.view is not None:
             self._full = (key, frame)
+        if not full:
+            with self._frames_lock:
+                self._previews[key] = frame
+                while len(self._previews) > RECENT:
+                    self._previews.popitem(last=False)
         return frame
+
+    def _made(self, key: str) -> Frame | None:
+        """The preview frame of this edit if it was made recently and its files remain."""
+        with self._frames_lock:
+            frame = self._previews.get(key)
+            if frame is None:
+                return None
+            self._previews.move_to_end(key)
+        if self.store.keep(frame.after) and self.store.keep(frame.before):
+            return frame
+        with self._frames_lock:
+            self._previews.pop(key, None)
+        return None
 
     def _before_path(self, full: bool) -> str:
         path = self._before.get(full)
@@ -196,9 +229,12 @@ class LiveEdit:
         skin = skin_limits(self.editor, strengths)
         key = _key(offsets) + "".join("s" if s else "-" for s in skin)
         with self._lock:
-            if self._decoded is not None and self._decoded[0] == key:
-                return (*self._decoded, 0.0)
+            if key in self._decoded:
+                self._decoded.move_to_end(key)
+                return (key, *self._decoded[key], 0.0)
             start = time.perf_counter()
             decoded, applied = decode_group(self.editor, self.group, offsets, skin)
-            self._decoded = (key, decoded, applied)
+            self._decoded[key] = (decoded, applied)
+            while len(self._decoded) > RECENT:
+                self._decoded.popitem(last=False)
             return key, decoded, applied, time.perf_counter() - start

@@ -34,6 +34,18 @@ def upload_astronaut(page) -> str:
     return result_src(page)
 
 
+def upload_large_photo(page, folder: Path) -> None:
+    """A 3000 x 2250 photo (a phone photo's size) with the astronaut's face in it."""
+    large = folder / "large.jpg"
+    with Image.open(ASTRONAUT) as face:
+        canvas = Image.new("RGB", (3000, 2250), (90, 110, 130))
+        canvas.paste(face.convert("RGB").resize((1700, 1700), Image.LANCZOS), (900, 300))
+    canvas.save(large, quality=95)
+    page.locator("#photo input[type=file]").set_input_files(str(large))
+    page.locator("#aligned img").wait_for(state="visible")
+    page.wait_for_function("document.querySelectorAll('#result img').length >= 2")
+
+
 # A slider move as a drag makes it (the range input's "input" event), timed in the page:
 # until the queue request leaves, the picture's request starts and ends, its src changes,
 # and two frames after it has loaded (drawn).
@@ -49,6 +61,7 @@ async ([name, value]) => {
   return await new Promise(resolve => {
     const check = () => {
       const img = after();
+      if (performance.now() - t0 > 60000) return resolve({timeout: true, src: old});
       if (!img || img.getAttribute('src') === old) return requestAnimationFrame(check);
       const src = performance.now() - t0;
       const drawn = () => requestAnimationFrame(() => requestAnimationFrame(() => {
@@ -73,11 +86,14 @@ TIMING = re.compile(r"(decode \d+ ms|decoded) · paste \d+ ms · JPEG \d+ ms \(\
 
 
 def move_slider(page, name: str, values) -> list[dict]:
-    """Each value in turn, as a drag; the per-stage times of each move (ms from the move)
-    and the server's status line."""
+    """Each value in turn, as a drag, through Gradio's event alone (the page's fast
+    preview path is switched off: tests/test_app_live_browser.py times that one); the
+    per-stage times of each move (ms from the move) and the server's status line."""
+    page.evaluate("window.glowLive.enabled = false")
     moves = []
     for value in values:
         timing = page.evaluate(MOVE_JS, [name, value])
+        assert not timing.get("timeout"), timing  # the picture did not change within 60 s
         page.wait_for_timeout(300)  # the status arrives with the picture; let it settle
         timing["server"] = page.locator("#latency").inner_text().strip()
         moves.append(timing)
@@ -91,7 +107,8 @@ def report(moves: list[dict], what: str) -> None:
         return f"{statistics.median(values):.0f}" if values else "-"
 
     each = ", ".join(f"{m['drawn']:.0f}" for m in moves)
-    print(f"\n{what}: slider move -> new picture drawn in the browser, median of "
+    print(f"\n{what}: slider move -> new picture drawn in the browser through Gradio's "
+          f"event (fast path off), median of "
           f"{len(moves)}: {median('drawn')} ms (request sent {median('join')}, picture "
           f"requested {median('file_start')}, received {median('file_end')}, src set "
           f"{median('src')}); each: {each} ms; server, last move: {moves[-1]['server']}")
@@ -137,14 +154,7 @@ def test_upload_then_smile_slider_changes_the_picture(page, tmp_path: Path) -> N
 def test_a_large_photo_previews_while_dragged_and_is_full_when_let_go(page, tmp_path) -> None:
     """A 3000 x 2250 photo: moves show a 640 px picture, letting go of the slider the
     photo's own resolution, and "Save" a full-resolution PNG."""
-    large = tmp_path / "large.jpg"
-    with Image.open(ASTRONAUT) as face:
-        canvas = Image.new("RGB", (3000, 2250), (90, 110, 130))
-        canvas.paste(face.convert("RGB").resize((1700, 1700), Image.LANCZOS), (900, 300))
-    canvas.save(large, quality=95)
-    page.locator("#photo input[type=file]").set_input_files(str(large))
-    page.locator("#aligned img").wait_for(state="visible")
-    page.wait_for_function("document.querySelectorAll('#result img').length >= 2")
+    upload_large_photo(page, tmp_path)
     moves = move_slider(page, "smile", MOVES[:10])
     report(moves, "3000 x 2250 photo")
     assert all(m["width"] == 640 for m in moves), [m["width"] for m in moves]

@@ -11,6 +11,8 @@ import os
 import shutil
 from pathlib import Path
 
+from test_app_live_browser import fast_move
+
 from glow_demo.custom_directions import load_directions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,6 +69,9 @@ def test_pick_examples_learn_save_reload_and_load(page, tmp_path: Path) -> None:
     slider = page.locator("#custom-0")
     slider.wait_for(state="visible")
     assert "Mine" in slider.inner_text()
+    # the page's fast preview path draws it too (and Gradio's event ends on its picture)
+    move = fast_move(page, "custom-0", "0.5", slider="custom-0")
+    assert move["strengths"] == {"custom-0": 0.5}
     shot = tmp_path / "custom.png"
     page.locator("#custom-panel").screenshot(path=str(shot))
     if os.environ.get("UPDATE_SCREENSHOT") == "1":
@@ -96,6 +101,8 @@ def test_pick_examples_learn_save_reload_and_load(page, tmp_path: Path) -> None:
     slider = page.locator("#custom-0")
     slider.wait_for(state="visible")
     assert "Mine" in slider.inner_text()
+    fast_move(page, "custom-0", "0.8", slider="custom-0")  # loaded: the fast path knows it
+    src = result_src(page)
     slider.locator("input[type=number]").fill("1")
     page.wait_for_function("src => { const i = document.querySelectorAll('#result img');"
                            " return i.length >= 2 && i[1].getAttribute('src') !== src; }",

@@ -40,9 +40,10 @@ class PhotoEvent:
     file_slots: list[int]  # every input that takes a file (photos and custom-slider files)
 
 
-def queue_call(url: str, fn_index: int, data: list) -> dict:
-    """One event through the queue, as a browser posts it; the ``process_completed`` message."""
-    session = uuid.uuid4().hex
+def queue_call(url: str, fn_index: int, data: list, session: str | None = None) -> dict:
+    """One event through the queue, as a browser posts it; the ``process_completed`` message.
+    ``session``: the browser session's hash (default: a new session)."""
+    session = session or uuid.uuid4().hex
     with httpx.Client(base_url=url, timeout=TIMEOUT_S) as http:
         joined = http.post("gradio_api/queue/join", json={
             "data": data, "fn_index": fn_index, "session_hash": session,

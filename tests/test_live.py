@@ -121,3 +121,24 @@ def test_frame_store_names_by_content_and_sweeps_old_files(tmp_path: Path) -> No
     assert not Path(first).exists() and Path(kept).exists()
     assert not store.keep(first) and store.keep(kept)
     assert not list(store.folder.glob("*.part"))
+
+
+def test_recent_edits_are_kept_for_a_second_caller(editor, large_photo, tmp_path: Path) -> None:
+    """The fast preview route and the Gradio event ask for the same move, and the event
+    can lag a drag by a move or two: a recent preview is handed out again as it was, and
+    a recent decode is re-used by a release, however they interleave."""
+    group = prepare_group(editor, large_photo)
+    live = LiveEdit(editor, group, FrameStore(tmp_path))
+    first, second = [{"smile": 1.0}], [{"smile": -0.5}]
+    move = live.frame(first)
+    other = live.frame(second)
+    assert move.decode_s > 0 and other.decode_s > 0 and other.after != move.after
+    again = live.frame(first)
+    assert again is move  # not pasted or encoded again
+    release = live.frame(first, full=True)
+    assert release.full and release.decode_s == 0  # decoded before `second`, still kept
+    # a preview file swept from the store is made again, not handed out missing
+    Path(other.after).unlink()
+    remade = live.frame(second)
+    assert remade is not other and Path(remade.after).exists()
+    assert remade.after == other.after  # the same picture, named by content
