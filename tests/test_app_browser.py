@@ -181,9 +181,11 @@ def test_a_large_photo_previews_while_dragged_and_is_full_when_let_go(page, tmp_
 
 
 def test_an_unusual_face_is_edited_stably_and_says_so(page) -> None:
-    """Grace Hopper's portrait is edited from a smoothed copy (the page says so); glasses
-    at +1.5 from it would explode, so the edit is scaled back and the page says by how
-    much (measured: 84 %)."""
+    """Grace Hopper's portrait is edited from a smoothed copy (the page says so). Glasses
+    at +1.5 from it exploded once and were scaled back (to 84 %); she wears glasses
+    already, and the edit range now stops the edit where held-out faces stop, so all of it
+    applies and the page has nothing to warn about (a slider with no range still is
+    scaled back and says so: tests/test_cli_group.py)."""
     page.locator("#photo input[type=file]").set_input_files(str(HOPPER))
     page.locator("#aligned img").wait_for(state="visible")
     page.wait_for_function("document.querySelectorAll('#result img').length >= 2")
@@ -193,9 +195,10 @@ def test_an_unusual_face_is_edited_stably_and_says_so(page) -> None:
     page.wait_for_function("src => document.querySelectorAll('#result img')[1]"
                            ".getAttribute('src') !== src", arg=before)
     latency = page.locator("#latency")
-    latency.filter(has_text="scaled back").wait_for(timeout=10_000)
-    assert re.search(r"decode \d+ ms · .* — .*scaled back to \d+% of its strength",
-                     latency.inner_text()), latency.inner_text()
+    latency.filter(has_text="decode").wait_for(timeout=10_000)
+    assert re.search(r"decode \d+ ms", latency.inner_text()), latency.inner_text()
+    assert "scaled back" not in latency.inner_text()
+    assert page.request.get(before).body() != page.request.get(result_src(page)).body()
 
 
 def test_keeping_gender_fixed_changes_an_age_edit(page) -> None:
