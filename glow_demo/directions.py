@@ -482,6 +482,10 @@ class Directions:
             out[name] = (end - start) / step
         return out
 
+    def without_ranges(self) -> Directions:
+        """The same directions as plain linear steps (no edit ranges), for comparing."""
+        return Directions(self.vectors, {k: v for k, v in self.meta.items() if k != "ranges"})
+
     def offset(self, latent: torch.Tensor, strengths: dict[str, float],
                disentangle: dict[str, tuple[str, ...]] | None = None) -> torch.Tensor:
         """The latent offset of an edit of this face: ``vector`` of ``strengths_for``."""

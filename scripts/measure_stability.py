@@ -19,7 +19,6 @@ from collections import Counter
 import torch
 
 from glow_demo.align import PhotoError
-from glow_demo.directions import Directions
 from glow_demo.editor import FaceEditor
 from glow_demo.images import photo_paths
 from glow_demo.model import STABLE_PEAK
@@ -45,8 +44,7 @@ def main() -> None:
     editor = FaceEditor.load()
     directions = editor.directions
     if args.linear:
-        directions = Directions(directions.vectors,
-                                {k: v for k, v in directions.meta.items() if k != "ranges"})
+        directions = directions.without_ranges()
     ends = [(a.name, end) for a in editor.attributes if a.main for end in (a.low, a.high)]
 
     def offsets(latent: torch.Tensor) -> torch.Tensor:

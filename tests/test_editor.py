@@ -103,15 +103,8 @@ def test_an_unusual_face_edits_stably_along_every_headline_slider(
             assert 0.8 < _sharpness(result.crop) / sharpness < 1.1, label
 
 
-def _linear(directions: Directions) -> Directions:
-    """The same directions without their edit ranges: every edit the plain linear step
-    (as custom directions are)."""
-    return Directions(directions.vectors,
-                      {k: v for k, v in directions.meta.items() if k != "ranges"})
-
-
 def test_an_edit_too_far_is_scaled_back_to_a_face(editor: FaceEditor, astronaut) -> None:
-    linear = _linear(editor.directions)
+    linear = editor.directions.without_ranges()
     result = editor.edit(astronaut, {"glasses": 6.0}, directions=linear)  # explodes
     assert 0 < result.applied < 1 and "scaled back" in result.message
     offset = result.applied * linear.vector({"glasses": 6.0})
@@ -130,7 +123,8 @@ def test_a_sample_without_a_photo_is_edited_with_the_same_guard(editor: FaceEdit
     assert applied == 1.0 and torch.equal(plain, editor.model.decode(z[None])[0])
     smiling, applied = editor.edit_latent(z, {"smile": 1.0})
     assert applied == 1.0 and (smiling - plain).abs().mean() > 0.01
-    _, applied = editor.edit_latent(z, {"glasses": 8.0}, directions=_linear(editor.directions))
+    linear = editor.directions.without_ranges()
+    _, applied = editor.edit_latent(z, {"glasses": 8.0}, directions=linear)
     assert applied < 1.0
 
 
@@ -155,7 +149,7 @@ def test_aging_a_face_already_far_along_paints_no_red_patches(
     measured: astronaut 13.7 / 24.7, Hopper 55.3 / 25.5). The edit ranges stop them sooner
     (10.4 / 14.8, 15.6 / 6.5) and the limit on the skin's colour change takes the rest
     (4.6 / 4.7, 5.2 / 3.8: below the meter's RED_PATCH), while the face still ages."""
-    linear = _linear(editor.directions)
+    linear = editor.directions.without_ranges()
     for face in (astronaut, hopper):
         marks = face.aligned.landmarks
         plain = editor.edit(face, edit, directions=linear, limit_skin=False).photo
