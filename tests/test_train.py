@@ -149,3 +149,39 @@ def test_celeba_test_people_are_aligned_and_packed_around_the_fixed_validation(
     assert both.files[: 120 - len(val)] == celeba.files[: 120 - len(val)]
     assert both.files[120 - len(val): -len(val)] == extra_pack.files
     assert both.attrs.shape == (len(both.files), 40)
+
+
+@pytest.mark.needs_data(DEFAULT_CELEBA)
+def test_device_packs_keep_the_validation_split_byte_for_byte(small_pack: Path,
+                                                             tmp_path: Path) -> None:
+    """`scripts/pack_for_device.py`: the WebP copy changes the training faces a little and
+    keeps the validation split whole, so validation on a GPU reads the same figures as here.
+    The exact subset needs a pack whose validation split is the fixed 1,000 (it refuses a
+    small one) and keeps what it keeps unchanged, within its byte budget."""
+    def pack_for_device(name: str, *extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "scripts/pack_for_device.py", str(small_pack), str(tmp_path / name),
+             *extra], cwd=REPO, capture_output=True, text=True, timeout=300)
+
+    proc = pack_for_device("webp.npz")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    full, webp = load_pack(small_pack), load_pack(tmp_path / "webp.npz")
+    _, val = full.split()
+    n_train = len(full.files) - len(val)
+    assert torch.equal(webp.split()[1], val) and webp.files == full.files
+    change = (webp.images[:n_train].float() - full.images[:n_train].float()).abs().mean()
+    assert 0.3 < change < 3.0, change
+    proc = pack_for_device("exact.npz", "--exact", "200000")
+    assert proc.returncode == 1 and "would move the validation split" in proc.stderr, proc.stderr
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        from pack_for_device import exact_subset
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    sizes = np.random.default_rng(0).integers(2000, 4000, 12_000)
+    index = exact_subset(sizes, 11_000, 20_000_000)
+    assert sizes[index].sum() <= 20_000_000 < sizes[index].sum() + 4000 * 2
+    assert list(index[-1000:]) == list(range(11_000, 12_000))
+    kept = index[:-1000]
+    assert np.all(np.diff(kept) > 0) and kept[-1] < 11_000 and 5_000 < len(kept) < 11_000
