@@ -93,12 +93,22 @@
       return;
     }
     event.stopImmediatePropagation(); // Gradio's slider hears of it after the fast picture
+    showValue(range);
     unheard.add(range);
     if (!deferTimer) deferTimer = setTimeout(tellGradio, MAX_DEFER_MS);
     const job = {body: current(), token: token(), t0: performance.now()};
     if (inFlight) pending = job;
     else send(job);
   }, true);
+
+  /* The number box beside a range learns of a move only from Gradio's event, which the
+     fast path holds back until the picture is drawn or the slider let go: write the value
+     there now, so the box keeps up with a drag (Gradio's replay then sets the same). */
+  function showValue(range) {
+    const block = range.closest('[id^="slider-"], [id^="custom-"]');
+    const box = block && block.querySelector("input[type=number]");
+    if (box && box !== document.activeElement) box.value = range.value;
+  }
 
   /* Replay the moves kept from Gradio's sliders: they take the ranges' values now. */
   function tellGradio() {

@@ -138,6 +138,15 @@ def test_slider_moves_draw_the_fast_picture_first_and_end_on_the_servers(page) -
     state = live_state(page)
     assert state["failed"] == 0, state
     value = page.locator("#slider-smile input[type=number]").input_value()
+    # the number box keeps up with a move at once, not when Gradio's held-back event
+    # comes (before, it showed the previous value until the picture was drawn)
+    shown = page.evaluate("""() => {
+      const range = document.querySelector('#slider-smile input[type=range]');
+      range.value = '0.35';
+      range.dispatchEvent(new Event('input', {bubbles: true}));
+      return document.querySelector('#slider-smile input[type=number]').value; }""")
+    assert shown == "0.35", shown
+    page.wait_for_function("() => !window.glowLive.busy")
     assert state["last"]["strengths"] == {"smile": float(value)}, (state["last"], value)
     print(f"drag to {value}: {state['sent']} fast requests in all, {state['drawn']} drawn, "
           f"{state['dropped']} dropped, {state['held']} older Gradio pictures held back")
