@@ -330,9 +330,24 @@ def cmd_directions(args: argparse.Namespace) -> None:
         pack = load_pack(data)
         train, _ = pack.split()  # the validation faces stay unseen: the meter edits them
         n = min(args.limit or len(train), len(train))
+        unseen = None
+        if args.unseen and Path(args.unseen).is_file():
+            from .directions import encode_all
+
+            faces = load_pack(args.unseen)
+            if faces.attr_names != pack.attr_names:
+                raise SystemExit(f"{args.unseen} has other labels than {data}")
+            unseen = (encode_all(model, faces.images), faces.attrs)
         directions = build_directions(model, args.weights, train[:n], pack.attr_names,
                                       pack.attrs[:n], method=args.method,
-                                      shrinkage=args.shrinkage, quantile=args.quantile)
+                                      shrinkage=args.shrinkage, quantile=args.quantile,
+                                      unseen=unseen)
+        calibration = directions.meta.get("unseen_calibration")
+        if calibration:
+            print(f"units lengthened x{calibration['scale']:.3f}: the median ratio of the "
+                  f"held-out gap on {calibration['n_images']} faces the model never trained "
+                  f"on ({args.unseen}) to the same gap on the training folds, over "
+                  f"{len(calibration['ratios'])} attributes")
     utkface = args.utkface or (str(DEFAULT_UTKFACE) if args.only_utkface else None)
     if utkface:
         vector, info = build_age_direction(model, args.weights, utkface, n=args.utkface_n,
@@ -551,6 +566,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantile", type=float, default=0.95,
                    help="shrunk, conditional: 1.0 moves the median face without an "
                    "attribute to this quantile of the faces with it (held-out)")
+    p.add_argument("--unseen", default="data/strangers64.npz", metavar="PACK",
+                   help="faces the model never trained on (`pack --celeba-test`'s strangers): "
+                   "the units are lengthened by how much further apart such faces sit "
+                   "(directions.unseen_scale); skipped if the file is missing or ''")
     p.add_argument("--shrinkage", type=float, default=0.5,
                    help="lda: how far the latent covariance is shrunk to the identity")
     p.add_argument("--utkface", nargs="?", const=str(DEFAULT_UTKFACE), default=None,

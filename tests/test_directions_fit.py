@@ -22,6 +22,7 @@ from glow_demo.directions import (
     lda_directions,
     mean_differences,
     shrunk_mean_differences,
+    unseen_scale,
 )
 
 D, N = 400, 2000
@@ -237,3 +238,26 @@ def test_adding_a_direction_keeps_its_range_and_replacing_one_drops_the_old() ->
     assert "range" not in added.meta["age_years"]
     replaced = added.add_direction("smile", torch.tensor([1.0, 0.0, 0.0]), {"label": "mine"})
     assert "smile" not in replaced.meta["ranges"] and "age_years" in replaced.meta["ranges"]
+
+
+def test_units_lengthen_by_how_much_further_apart_unseen_faces_sit() -> None:
+    """Faces a model trained on sit closer together along a direction than faces it never
+    saw. Steps of 2.0 (their gap on the training folds) against unseen faces whose
+    attributes move them 3.0: the factor is 1.5, the median over the attributes that
+    count; one too rare among the unseen faces (10 with it) does not."""
+    gen = torch.Generator().manual_seed(0)
+    n = 600
+    diffs = torch.zeros(3, D)
+    diffs[0, 0] = diffs[1, 1] = diffs[2, 2] = 2.0
+    has = torch.rand(n, 3, generator=gen) < 0.4
+    has[:, 2] = torch.arange(n) < 10
+    z = 0.1 * torch.randn(n, D, generator=gen)
+    z[:, :3] += 3.0 * has.float()
+    scale, ratios = unseen_scale(diffs, z, np.where(has.numpy(), 1, -1), quantile=0.5)
+    assert set(ratios) == {0, 1}
+    assert scale == pytest.approx(1.5, abs=0.02)
+    as_tight = z.clone()
+    as_tight[:, :3] -= 1.0 * has.float()  # sitting as the training folds do: no change
+    assert unseen_scale(diffs, as_tight, np.where(has.numpy(), 1, -1),
+                        quantile=0.5)[0] == pytest.approx(1.0, abs=0.02)
+    assert unseen_scale(diffs, z, -np.ones((n, 3)), quantile=0.5) == (1.0, {})
