@@ -338,6 +338,9 @@ def cmd_directions(args: argparse.Namespace) -> None:
             if faces.attr_names != pack.attr_names:
                 raise SystemExit(f"{args.unseen} has other labels than {data}")
             unseen = (encode_all(model, faces.images), faces.attrs)
+        elif args.unseen:
+            print(f"{args.unseen} not found (`python -m glow_demo pack --celeba-test` writes "
+                  "it): units from the training folds alone, short for new faces")
         directions = build_directions(model, args.weights, train[:n], pack.attr_names,
                                       pack.attrs[:n], method=args.method,
                                       shrinkage=args.shrinkage, quantile=args.quantile,

@@ -1,5 +1,6 @@
 """Fitting directions: LDA with shrinkage against the mean difference, on synthetic
-latents where the right answer is known (no model needed)."""
+latents where the right answer is known (no model needed; the last test runs the
+`directions` command on the shipped model and a small real pack)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from glow_demo.data import DEFAULT_CELEBA
 from glow_demo.directions import (
     RANGE_MARGIN,
     Directions,
@@ -261,3 +263,32 @@ def test_units_lengthen_by_how_much_further_apart_unseen_faces_sit() -> None:
     assert unseen_scale(diffs, as_tight, np.where(has.numpy(), 1, -1),
                         quantile=0.5)[0] == pytest.approx(1.0, abs=0.02)
     assert unseen_scale(diffs, z, -np.ones((n, 3)), quantile=0.5) == (1.0, {})
+
+
+@pytest.mark.needs_data(DEFAULT_CELEBA)
+def test_cli_lengthens_the_units_by_the_unseen_faces_and_says_when_it_cannot(
+        tmp_path, capsys) -> None:
+    """`directions --unseen PACK`: the factor is measured and stored, every step lengthened
+    by it (here the small training pack itself stands in for unseen faces); without the
+    pack the units stay as the training folds give them, and the command says so."""
+    import shutil
+
+    from glow_demo.cli import main
+    from glow_demo.data import pack_celeba
+    from glow_demo.model import CONFIG_FILE, DEFAULT_WEIGHTS, WEIGHTS_FILE
+
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        shutil.copy(DEFAULT_WEIGHTS / name, tmp_path / name)
+    pack = pack_celeba(DEFAULT_CELEBA, tmp_path / "p.npz", limit=160)
+    args = ["directions", "--data", str(pack), "--weights", str(tmp_path)]
+    assert main([*args, "--unseen", str(tmp_path / "missing.npz")]) == 0
+    assert "missing.npz not found" in capsys.readouterr().out
+    plain = Directions.load(tmp_path)
+    assert "unseen_calibration" not in plain.meta
+    assert main([*args, "--unseen", str(pack)]) == 0
+    assert "units lengthened x" in capsys.readouterr().out
+    lengthened = Directions.load(tmp_path)
+    scale = lengthened.meta["unseen_calibration"]["scale"]
+    assert scale > 0 and scale != 1.0
+    assert float(lengthened.vectors["smile"].norm()) == pytest.approx(
+        scale * float(plain.vectors["smile"].norm()), rel=1e-4)
