@@ -63,9 +63,14 @@
     }
   };
 
+  /* The slider's element (#slider-smile, #custom-0): its range and its number box. */
+  function sliderBlock(range) {
+    return range.closest('[id^="slider-"], [id^="custom-"]');
+  }
+
   /* "smile" for #slider-smile, "custom-0" for a person's own first slider, else null. */
   function sliderKey(range) {
-    const block = range.closest('[id^="slider-"], [id^="custom-"]');
+    const block = sliderBlock(range);
     if (!block) return null;
     if (block.id.startsWith("slider-")) return block.id.slice("slider-".length);
     return /^custom-\d$/.test(block.id) ? block.id : null;
@@ -105,7 +110,7 @@
      fast path holds back until the picture is drawn or the slider let go: write the value
      there now, so the box keeps up with a drag (Gradio's replay then sets the same). */
   function showValue(range) {
-    const block = range.closest('[id^="slider-"], [id^="custom-"]');
+    const block = sliderBlock(range);
     const box = block && block.querySelector("input[type=number]");
     if (box && box !== document.activeElement) box.value = range.value;
   }
