@@ -912,10 +912,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="also open a temporary public link (needs internet)")
     parser.add_argument("--weights", default=None,
                         help="folder with the model and its directions (default: weights/)")
-    parser.add_argument("--compile", action="store_true",
-                        help="compile the decoder in the background (torch.compile): about "
-                             "20%% faster decodes once ready, but slider moves are several "
-                             "times slower while it compiles (minutes the first time)")
+    parser.add_argument("--no-compile", action="store_true",
+                        help="do not use the compiled decoder (default: load it, or build "
+                             "it once in a separate low-priority process, ~1 minute; "
+                             "about 2x faster decodes once ready)")
     parser.add_argument("--float32", action="store_true",
                         help="decode in float32 only (default: bf16 coupling nets where the "
                              "CPU has them, 0.75x the time, no visible difference)")
@@ -926,7 +926,11 @@ def main(argv: list[str] | None = None) -> None:
         editor = FaceEditor.load(args.weights or DEFAULT_WEIGHTS, bf16=bf16)
     except WeightsError as err:
         sys.exit(f"app.py: cannot load the model: {err}")
-    editor.warm_up(compile_decode=args.compile)
+    editor.warm_up(compile_decode=not args.no_compile)
+    if not args.no_compile:
+        print("decoder: compiled, loaded from the cache" if editor.model.decode_compiled else
+              "decoder: eager until the compiled one is built (once, in a separate process, "
+              "about a minute)", flush=True)
     sessions = LiveSessions(SESSION_TTL_S, STATE_SESSIONS)
     demo = build_demo(editor, sessions)
     # The fast preview route on Gradio's own server, ahead of Gradio's routes.

@@ -32,12 +32,14 @@ def _time(fn, repeats: int) -> list[float]:
 
 
 def _time_interleaved(fns: dict[str, object], repeats: int) -> dict[str, list[float]]:
-    """Each function timed ``repeats`` times, taking turns, after one warm-up call each."""
-    for fn in fns.values():
-        fn()
+    """Each function timed ``repeats`` times, taking turns, so that a busy CPU slows all
+    alike. Each turn calls it once untimed first: the variants' weights (up to 30 MB
+    each) evict one another from the caches, which the app, running one of them, does
+    not see; timed right after another variant, a decode measured up to 1.4x slower."""
     out: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            fn()
             start = time.perf_counter()
             fn()
             out[name].append(time.perf_counter() - start)
@@ -145,38 +147,46 @@ def run_bench(weights: str | Path, repeats: int = 30, photo: str | None = None,
         return timed
 
     variants = {"modules": False, "folded": True}
-    if compile_decode:
-        start = time.perf_counter()
-        compiled = model.compile_decode()
-        print(f"compile decode (torch.compile, inductor): {time.perf_counter() - start:.1f} s"
-              + ("" if compiled else " - FAILED, decoding eagerly"))
-    encode = _time_interleaved({name: using(fast, lambda: model.encode(x))
-                                for name, fast in variants.items()}, repeats)
-    if compile_decode and compiled:
-        def folded_not_compiled() -> None:
-            compiled_fn, model._compiled = model._compiled, None
-            model.decode(z)
-            model._compiled = compiled_fn
-
-        decode_variants = {"modules": using(False, lambda: model.decode(z)),
-                           "folded": using(True, folded_not_compiled),
-                           "compiled": using(True, lambda: model.decode(z))}
-    else:
-        decode_variants = {name: using(fast, lambda: model.decode(z))
-                           for name, fast in variants.items()}
-
-    # the app's default where the CPU has bf16 (FaceEditor.load); a model of its own, as
-    # switching decode_dtype folds the weights anew
+    # bf16 coupling nets: the app's default where the CPU has bf16 (FaceEditor.load); a
+    # model of its own, as switching decode_dtype folds the weights anew
     bf16_model = Glow.load(weights)
     bf16_model.decode_dtype = torch.bfloat16
-    decode_variants["folded bf16"] = lambda: bf16_model.decode(z)
+    built: dict[str, bool] = {}
+    if compile_decode:
+        from . import compiled as compiled_decode
+
+        for label, m in (("float32", model), ("bf16", bf16_model)):
+            start = time.perf_counter()
+            cached = compiled_decode.package_path(m).is_file()
+            built[label] = compiled_decode.compile_decode(m)
+            print(f"compile decode ({label}; AOTInductor, frozen weights): "
+                  f"{time.perf_counter() - start:.1f} s"
+                  + (" (loaded from the cache)" if cached else " (built)")
+                  + ("" if built[label] else " - FAILED, decoding eagerly"))
+    compiled = bool(built) and all(built.values())
+    encode = _time_interleaved({name: using(fast, lambda: model.encode(x))
+                                for name, fast in variants.items()}, repeats)
+
+    def not_compiled(m: Glow):
+        def decode() -> None:
+            compiled_fn, m._compiled = m._compiled, None
+            m.decode(z)
+            m._compiled = compiled_fn
+        return decode
+
+    decode_variants = {"modules": using(False, lambda: model.decode(z)),
+                       "folded": using(True, not_compiled(model)),
+                       "folded bf16": not_compiled(bf16_model)}
+    if compiled:
+        decode_variants["compiled"] = using(True, lambda: model.decode(z))
+        decode_variants["compiled bf16"] = lambda: bf16_model.decode(z)
     decode = _time_interleaved(decode_variants, repeats)
     model.fast = True
     for name, times in encode.items():
         print(f"encode (batch 1, {name + '):':10s} {_percentiles(times)}")
         figures[f"encode_{name}_p50_ms"] = statistics.median(times) * 1000
     for name, times in decode.items():
-        print(f"decode (batch 1, {name + '):':13s} {_percentiles(times)}")
+        print(f"decode (batch 1, {name + '):':15s} {_percentiles(times)}")
         figures[f"decode_{name.replace(' ', '_')}_p50_ms"] = statistics.median(times) * 1000
 
     if photo:
@@ -193,13 +203,15 @@ def run_bench(weights: str | Path, repeats: int = 30, photo: str | None = None,
             "modules": using(False, lambda: editor.edit(face, {name: 1.0})),
             "fast": using(True, lambda: editor.edit(face, {name: 1.0})),
             "fast bf16": lambda: bf16_editor.edit(face, {name: 1.0})}, repeats)
+        bf16_label = "compiled bf16" if compiled else "folded bf16"
         model.fast = True
         height, width = face.photo.shape[:2]
         smoothed = f", edit base smoothed {face.smoothing:g} px" if face.smoothing else ""
         print(f"prepare {photo} (load + align + encode + edit base, {width}x{height}"
               f"{smoothed}): {face.seconds * 1000:.0f} ms")
         for variant, edit in edits.items():
-            print(f"edit (decode + paste back, one slider move; {variant + '):':10s} "
+            shown = f"fast, {bf16_label}" if variant == "fast bf16" else variant
+            print(f"edit (decode + paste back, one slider move; {shown + '):':21s} "
                   f"{_percentiles(edit)}")
             figures[f"edit_{variant.replace(' ', '_')}_p50_ms"] = statistics.median(edit) * 1000
         # Memory must stay flat over a long editing session (the app shares one editor).

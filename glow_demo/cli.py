@@ -145,6 +145,21 @@ def cmd_bench(args: argparse.Namespace) -> None:
               compile_decode=not args.no_compile, startup=args.startup)
 
 
+def cmd_compile_decode(args: argparse.Namespace) -> None:
+    import torch
+
+    from . import compiled
+    from .model import Glow
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = Glow.load(args.weights)
+    model.decode_dtype = getattr(torch, args.dtype)
+    if not compiled.compile_decode(model, args.cache):
+        raise SystemExit("compile-decode: compiling failed (see the warning above)")
+    print(compiled.package_path(model, args.cache))
+
+
 def cmd_align(args: argparse.Namespace) -> None:
     from .align import PhotoError, align_face, load_photo
 
@@ -488,6 +503,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also time python app.py from start until it serves its page")
     _add_weights(p)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("compile-decode",
+                       help="build the compiled one-image decoder the app loads (cached)")
+    p.add_argument("--dtype", choices=["bfloat16", "float32"], default="bfloat16",
+                   help="precision of the coupling nets in the decode (as the app's)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--cache", default=None,
+                   help="package folder (default $GLOW_DEMO_CACHE or ~/.cache/glow-demo)")
+    _add_weights(p)
+    p.set_defaults(func=cmd_compile_decode)
 
     p = sub.add_parser("align", help="find, align and crop the face in each photo")
     p.add_argument("photos", nargs="+")

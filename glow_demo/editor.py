@@ -29,7 +29,6 @@ threads: inference has no mutable state, and the encoding cache has a lock.
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -154,27 +153,15 @@ class FaceEditor:
 
     def warm_up(self, compile_decode: bool = False) -> threading.Thread | None:
         """Decode once now (the first decode sets up its kernels) and, with
-        ``compile_decode``, compile the one-image decode (``Glow.compile_decode``) in a
-        background thread at low CPU priority; edits decode eagerly until it is ready.
-
-        Compiling is off by default: while it runs (tens of seconds with a warm cache,
-        minutes without), its Python work holds the GIL, and on 2 cores a slider move
-        took 3-10x longer; once ready, decodes were about 20 % faster than folded eager.
-        """
+        ``compile_decode``, load the compiled one-image decode, or have it built by a
+        separate low-priority process and loaded when ready (``glow_demo.compiled``);
+        returns the thread that waits for it. Edits decode eagerly until then."""
         self.model.decode(torch.zeros(1, self.model.latent_dim, device=self._device()))
-        if not compile_decode:
+        if not compile_decode or self._device().type != "cpu":
             return None
+        from .compiled import compile_in_background
 
-        def compile_quietly() -> None:
-            try:  # Linux: a thread has its own nice value, and the compiler inherits it
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-            except (AttributeError, OSError):
-                pass
-            self.model.compile_decode()
-
-        thread = threading.Thread(target=compile_quietly, name="compile-decode", daemon=True)
-        thread.start()
-        return thread
+        return compile_in_background(self.model)
 
     @property
     def attributes(self) -> list[Attribute]:

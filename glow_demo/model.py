@@ -289,23 +289,39 @@ def _net_in(net: tuple[Tensor, ...], dtype: torch.dtype) -> tuple[Tensor, ...]:
     return (*(w.to(dtype) for w in weights), out_b)
 
 
-@dataclass
-class FastStep:
+class FastStep(nn.Module):
     """A ``FlowStep`` folded for inference: the same function, fewer operations.
 
     ActNorm and the invertible 1x1 conv become one 1x1 conv each way (the inverse
     computed once, in float64, not on every call); the coupling net's output gain and
-    channel interleaving are folded into its last conv. Float32, no autograd.
+    channel interleaving are folded into its last conv. Float32, no autograd. Its tensors
+    are buffers, so a compiler can freeze them into the decode (``Glow.folded_decode``).
     """
 
-    mix: Tensor  # (C, C, 1, 1): ActNorm then InvConv1x1
-    mix_bias: Tensor
-    unmix: Tensor  # (C, C, 1, 1): their inverse
-    unmix_bias: Tensor
-    log_det_per_pixel: float  # ActNorm's + InvConv1x1's log-det, per pixel
-    net: tuple[Tensor, ...]  # coupling net: 3x3 conv, 1x1 conv, 3x3 conv (shift; raw)
-    floor: float
-    decode_net: tuple[Tensor, ...]  # ``net`` as ``inverse`` runs it: float32 or bf16
+    def __init__(self, mix: Tensor, mix_bias: Tensor, unmix: Tensor, unmix_bias: Tensor,
+                 log_det_per_pixel: float, net: tuple[Tensor, ...], floor: float,
+                 decode_net: tuple[Tensor, ...]):
+        super().__init__()
+        self.register_buffer("mix", mix)  # (C, C, 1, 1): ActNorm then InvConv1x1
+        self.register_buffer("mix_bias", mix_bias)
+        self.register_buffer("unmix", unmix)  # (C, C, 1, 1): their inverse
+        self.register_buffer("unmix_bias", unmix_bias)
+        self.log_det_per_pixel = log_det_per_pixel  # ActNorm's + InvConv1x1's, per pixel
+        self.floor = floor
+        # the coupling net (3x3 conv, 1x1 conv, 3x3 conv giving [shift; raw]), and the same
+        # as ``inverse`` runs it in ``Glow.decode_dtype`` (float32 or bf16)
+        for i, (tensor, decode_tensor) in enumerate(zip(net, decode_net, strict=True)):
+            self.register_buffer(f"net_{i}", tensor)
+            self.register_buffer(f"decode_net_{i}", decode_tensor)
+        self._net_size = len(net)
+
+    @property
+    def net(self) -> tuple[Tensor, ...]:
+        return tuple(getattr(self, f"net_{i}") for i in range(self._net_size))
+
+    @property
+    def decode_net(self) -> tuple[Tensor, ...]:
+        return tuple(getattr(self, f"decode_net_{i}") for i in range(self._net_size))
 
     @staticmethod
     def _scale_shift(xa: Tensor, net: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
@@ -425,13 +441,20 @@ class Level(nn.Module):
         return FastLevel([step.fold(decode_dtype) for step in self.steps], self.split, prior)
 
 
-@dataclass
-class FastLevel:
+class FastLevel(nn.Module):
     """A ``Level`` folded for inference; the same outputs as its ``forward``/``inverse``."""
 
-    steps: list[FastStep]
-    split: bool
-    prior: tuple[Tensor, Tensor]  # split: the prior conv (gain folded in); top: mean, log_sd
+    def __init__(self, steps: list[FastStep], split: bool, prior: tuple[Tensor, Tensor]):
+        super().__init__()
+        self.steps = nn.ModuleList(steps)
+        self.split = split
+        # split: the prior conv (gain folded in); top: mean, log_sd
+        self.register_buffer("prior_0", prior[0])
+        self.register_buffer("prior_1", prior[1])
+
+    @property
+    def prior(self) -> tuple[Tensor, Tensor]:
+        return self.prior_0, self.prior_1
 
     def _prior(self, kept: Tensor | None) -> tuple[Tensor, Tensor]:
         if self.split:
@@ -470,13 +493,26 @@ def _versions(tensors: list[Tensor]) -> list[tuple]:
 
 def _inverse_folded(levels: list[FastLevel], eps_list: list[Tensor], reduced: bool = False
                     ) -> tuple[Tensor, Tensor]:
-    """``Glow.inverse`` through folded levels (what ``Glow.compile_decode`` compiles);
+    """``Glow.inverse`` through folded levels (what ``Glow.folded_decode`` runs);
     ``reduced``: the coupling nets in ``Glow.decode_dtype``."""
     x, peaks = None, []
     for level, eps in zip(reversed(levels), reversed(eps_list), strict=True):
         x, peak = level.inverse(x, eps, reduced)
         peaks.append(peak)
     return x, torch.stack(peaks).amax(0)
+
+
+class _FoldedDecode(nn.Module):
+    """``_inverse_folded`` as a module that holds the folded levels, so that their
+    weights are buffers a compiler can freeze (``Glow.folded_decode``)."""
+
+    def __init__(self, levels: list[FastLevel], reduced: bool):
+        super().__init__()
+        self.levels = nn.ModuleList(levels)
+        self.reduced = reduced
+
+    def forward(self, *eps_list: Tensor) -> tuple[Tensor, Tensor]:
+        return _inverse_folded(list(self.levels), list(eps_list), self.reduced)
 
 
 class Glow(nn.Module):
@@ -498,7 +534,7 @@ class Glow(nn.Module):
         self.fast = True
         self._decode_dtype = torch.float32  # of the folded decode's coupling nets
         self._folded: tuple[list[Tensor], list[tuple], list[FastLevel]] | None = None
-        self._compiled: tuple[list[FastLevel], object] | None = None  # see compile_decode
+        self._compiled: tuple[list[FastLevel], object] | None = None  # use_compiled_decode
 
     def set_amp(self, dtype: torch.dtype | None) -> None:
         """Run the coupling networks (the bulk of the FLOPs) in ``dtype``; None = off."""
@@ -579,13 +615,13 @@ class Glow(nn.Module):
 
     def _inverse(self, eps_list: list[Tensor]) -> tuple[Tensor, Tensor]:
         """``inverse`` for inference: folded unless training or ``fast`` is off, and
-        compiled for one image once ``compile_decode`` has finished."""
+        compiled for one image once ``use_compiled_decode`` was given it."""
         if self.training or not self.fast:
             return self.inverse(eps_list)
         levels, compiled = self.folded(), self._compiled
         reduced = self._decode_dtype != torch.float32
         if compiled is not None and compiled[0] is levels and eps_list[0].shape[0] == 1:
-            x, peak = compiled[1](levels, eps_list, reduced)
+            x, peak = compiled[1](*eps_list)
         else:
             x, peak = _inverse_folded(levels, eps_list, reduced)
         redo = peak >= REDUCED_PEAK if reduced else None
@@ -595,29 +631,21 @@ class Glow(nn.Module):
             x, peak = x.index_copy(0, index, exact), peak.index_copy(0, index, exact_peak)
         return x, peak
 
-    def compile_decode(self) -> bool:
-        """``torch.compile`` the folded decode of one image (a slider move), for the CPU.
+    def folded_decode(self) -> nn.Module:
+        """The folded decode as a module of its own (``eps`` per level in, images and
+        peaks out), its weights buffers: what ``glow_demo.compiled`` compiles."""
+        return _FoldedDecode(self.folded(), self._decode_dtype != torch.float32)
 
-        Compiling takes minutes the first time and seconds afterwards (inductor keeps
-        its C++ kernels in its on-disk cache, ``TORCHINDUCTOR_CACHE_DIR``, by default
-        /tmp/torchinductor_$USER), so the app calls this in a background thread: decodes
-        run the folded eager path until it returns. False (with a warning) if compiling
-        fails, e.g. without a C++ compiler; decodes then stay eager.
-        """
-        levels = self.folded()
-        example = self.unflatten(torch.zeros(1, self.latent_dim, device=levels[0].prior[0].device))
-        try:
-            compiled = torch.compile(_inverse_folded, dynamic=False)
-            with torch.no_grad():
-                compiled(levels, example, self._decode_dtype != torch.float32)
-        except Exception as err:  # noqa: BLE001 (any compiler failure leaves eager running)
-            import warnings
+    @property
+    def decode_compiled(self) -> bool:
+        """Whether one-image decodes run a compiled decode (``use_compiled_decode``)."""
+        return self._compiled is not None and self._compiled[0] is self.folded()
 
-            warnings.warn(f"torch.compile of the decoder failed, decoding eagerly: {err}",
-                          stacklevel=2)
-            return False
-        self._compiled = (levels, compiled)
-        return True
+    def use_compiled_decode(self, decode_one) -> None:
+        """Decode single images with ``decode_one``, compiled from ``folded_decode()``
+        of this model as it is now (``glow_demo.compiled``); a change to the weights or
+        ``decode_dtype`` drops it, and other batch sizes run the folded path."""
+        self._compiled = (self.folded(), decode_one)
 
     def bits_per_dim(self, images: Tensor, noise: bool = False) -> Tensor:
         """Per-image bits per dimension of discrete n_bits images (the training loss)."""

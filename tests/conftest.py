@@ -67,8 +67,24 @@ class AppServer:
 
 
 @pytest.fixture(scope="session")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
-    """Start ``python app.py --port <free>``, wait until it serves the page, stop it after."""
+def decode_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache folder holding the compiled decode of the app's model, as a user's holds
+    it from the app's first start on (``glow_demo.compiled``): built once per session."""
+    from glow_demo import compiled
+    from glow_demo.editor import FaceEditor
+    from glow_demo.model import DEFAULT_WEIGHTS
+
+    cache = tmp_path_factory.mktemp("decode-cache")
+    editor = FaceEditor.load(os.environ.get("GLOW_DEMO_WEIGHTS") or DEFAULT_WEIGHTS)
+    assert compiled.compile_decode(editor.model, cache)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def app(tmp_path_factory: pytest.TempPathFactory, decode_cache: Path) -> Iterator[AppServer]:
+    """Start ``python app.py --port <free>``, wait until it serves the page, stop it after.
+    Its compiled decoder is in ``decode_cache``, so it decodes as it does for a user once
+    that is built."""
     tmp = tmp_path_factory.mktemp("app")
     cwd, temp_dir, log = tmp / "cwd", tmp / "gradio", tmp / "app.log"
     cwd.mkdir()
@@ -77,7 +93,8 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
     cmd = [sys.executable, str(ROOT / "app.py"), "--port", str(port)]
     if os.environ.get("GLOW_DEMO_WEIGHTS"):
         cmd += ["--weights", os.environ["GLOW_DEMO_WEIGHTS"]]
-    env = {**os.environ, "GRADIO_TEMP_DIR": str(temp_dir), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "GRADIO_TEMP_DIR": str(temp_dir), "PYTHONUNBUFFERED": "1",
+           "GLOW_DEMO_CACHE": str(decode_cache)}
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:

@@ -45,6 +45,12 @@ def box_change(before: np.ndarray, after: np.ndarray, box) -> float:
     return float(np.abs(a - b).mean())
 
 
+def test_the_app_decodes_with_the_compiled_decoder_from_its_cache(app) -> None:
+    """Started with the package in its cache (as from a user's second start on), the app
+    loads it at once rather than building it again."""
+    assert "decoder: compiled, loaded from the cache" in app.log.read_text()
+
+
 def test_attributes_lists_every_slider(client: Client) -> None:
     attributes = client.predict(api_name="/attributes")
     names = [a["name"] for a in attributes]
