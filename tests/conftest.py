@@ -76,7 +76,9 @@ def decode_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     cache = tmp_path_factory.mktemp("decode-cache")
     editor = FaceEditor.load(os.environ.get("GLOW_DEMO_WEIGHTS") or DEFAULT_WEIGHTS)
-    assert compiled.compile_decode(editor.model, cache)
+    # If it cannot be built the app decodes eagerly, and only the tests of the compiled
+    # decode itself fail (test_compiled.py, test_app_api.py), not every app test.
+    compiled.compile_decode(editor.model, cache)
     return cache
 
 
