@@ -434,12 +434,14 @@ class Directions:
                                      *SLIDER_RANGES.get(n, SLIDER_RANGE))
                            for n in main + rest]
 
-    def direction(self, name: str, disentangle_from: tuple[str, ...] = ()) -> torch.Tensor:
-        """One direction, with its components along ``disentangle_from`` removed."""
+    def direction(self, name: str, disentangle_from: tuple[str, ...] = (),
+                  own: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """One direction, with its components along ``disentangle_from`` removed;
+        ``own``: a face's own versions of some directions (``FaceEditor.prepare``)."""
         if name not in self.vectors:
             known = ", ".join(a.name for a in self.attributes)
             raise KeyError(f"unknown attribute {name!r}; known: {known}")
-        d = self.vectors[name]
+        d = (own or {}).get(name, self.vectors[name])
         others = [self.vectors[o] for o in disentangle_from if o != name]
         if not others:
             return d
@@ -448,13 +450,16 @@ class Directions:
         return (d.double() - (basis @ coef)[:, 0]).float()
 
     def vector(self, strengths: dict[str, float],
-               disentangle: dict[str, tuple[str, ...]] | None = None) -> torch.Tensor:
-        """Sum of strength * direction over the named attributes."""
+               disentangle: dict[str, tuple[str, ...]] | None = None,
+               own: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Sum of strength * direction over the named attributes (``own``: see
+        ``direction``)."""
         disentangle = disentangle or {}
         total = torch.zeros_like(next(iter(self.vectors.values())))
         for name, strength in strengths.items():
             if strength:
-                total += float(strength) * self.direction(name, tuple(disentangle.get(name, ())))
+                total += float(strength) * self.direction(
+                    name, tuple(disentangle.get(name, ())), own)
         return total
 
     def strengths_for(self, latent: torch.Tensor, strengths: dict[str, float]
@@ -487,9 +492,11 @@ class Directions:
         return Directions(self.vectors, {k: v for k, v in self.meta.items() if k != "ranges"})
 
     def offset(self, latent: torch.Tensor, strengths: dict[str, float],
-               disentangle: dict[str, tuple[str, ...]] | None = None) -> torch.Tensor:
-        """The latent offset of an edit of this face: ``vector`` of ``strengths_for``."""
-        return self.vector(self.strengths_for(latent, strengths), disentangle)
+               disentangle: dict[str, tuple[str, ...]] | None = None,
+               own: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """The latent offset of an edit of this face: ``vector`` of ``strengths_for``
+        (whose ranges are those of the shared directions, ``own`` or not)."""
+        return self.vector(self.strengths_for(latent, strengths), disentangle, own)
 
     def add_direction(self, name: str, vector: torch.Tensor, info: dict) -> Directions:
         """A copy with one more (or a replaced) direction; ``info`` goes to meta[name].

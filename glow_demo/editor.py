@@ -58,6 +58,19 @@ CACHE_SIZE = 32
 SMOOTHING: tuple[float, ...] = (0.0, 0.5, 0.75, 1.0, 1.5, 2.0)
 BASE_PEAK = 6.5
 BACKOFF_STEPS = 5  # bisection steps when an edit must be scaled back to decode stably
+# Directions that on some faces draw another attribute the model knows, and that one:
+# aging draws glasses. The age step moves eye bags, lids and wrinkles, and for some faces
+# the model answers with what dark lines across the eyes most often are in CelebA, a
+# frame: whole glasses on some faces, light or dark bands across eyes and cheeks on
+# shadowed and dark-skinned ones. Taking the glasses direction out of the age direction
+# (or UTKFace's bespectacled faces out of its fit) did not help, as the frames come from
+# the model's answer to the step on that face, not from the step. So each face gets its
+# own age direction, with as much of the glasses direction taken out as makes the
+# change its decode shows uncorrelated with the change glasses make to the same face
+# (``FaceEditor.own_directions``).
+HELD_IN_PIXELS: dict[str, str] = {"age_years": "glasses", "age": "glasses"}
+HOLD_PASSES = 2  # the decode is not linear: a second pass takes out what the first left
+HOLD_PROBE = 0.5  # the strength the changes are compared at (+1 explodes on a few faces)
 
 
 @dataclass
@@ -73,6 +86,9 @@ class Face:
     base_decoded: torch.Tensor  # (3, 64, 64) decode(base): what an edit's change is taken from
     smoothing: float  # blur radius base was encoded with; 0 = base is latent itself
     seconds: float  # time to align + encode + find the edit base
+    # this face's own versions of directions that draw another attribute on it
+    # (``FaceEditor.own_directions``); the shared ones for every other direction
+    own: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def n_faces(self) -> int:
@@ -190,6 +206,7 @@ class FaceEditor:
         x = pil_to_tensor(model_input)[None].to(self._device())
         latent, bpd = self.model.encode_with_bpd(x)
         base, base_decoded, smoothing = self._stable_base(model_input, latent[0])
+        own = self.own_directions(base, base_decoded)
         face = Face(
             photo=array,
             aligned=aligned,
@@ -200,6 +217,7 @@ class FaceEditor:
             base_decoded=base_decoded,
             smoothing=smoothing,
             seconds=time.perf_counter() - start,
+            own=own,
         )
         with self._lock:
             self._cache[key] = face
@@ -226,6 +244,41 @@ class FaceEditor:
         _, base, decoded, radius = best
         return base, decoded, radius
 
+    def own_directions(self, base: torch.Tensor, base_decoded: torch.Tensor
+                       ) -> dict[str, torch.Tensor]:
+        """This face's own version of each direction in ``HELD_IN_PIXELS``: the shared
+        one minus c times the held attribute's direction, c (never below 0) chosen so
+        that the change the edit makes to this face's decode has no part along the
+        change the held attribute makes to it (least squares over the 64 px image, both
+        at strength ``HOLD_PROBE``), found again on the corrected edit, ``HOLD_PASSES``
+        times. A pass whose decode is unstable leaves the direction as it is."""
+        vectors = self.directions.vectors
+        own = {name: vectors[name] for name, held in HELD_IN_PIXELS.items()
+               if name in vectors and held in vectors}
+        if not own:
+            return {}
+        held_names = sorted({HELD_IN_PIXELS[name] for name in own})
+        held_change: dict[str, torch.Tensor | None] = {}
+        for _ in range(HOLD_PASSES):
+            names = list(own)
+            first = not held_change
+            steps = [vectors[h] for h in held_names] if first else []
+            steps += [own[name] for name in names]
+            decoded, peaks = self.model.decode_with_peak(
+                base[None] + HOLD_PROBE * torch.stack(steps).to(base.device))
+            if first:
+                for h, image, peak in zip(held_names, decoded, peaks, strict=False):
+                    held_change[h] = image - base_decoded if peak < STABLE_PEAK else None
+                decoded, peaks = decoded[len(held_names):], peaks[len(held_names):]
+            for name, image, peak in zip(names, decoded, peaks, strict=True):
+                held = HELD_IN_PIXELS[name]
+                pattern = held_change[held]
+                if pattern is None or peak >= STABLE_PEAK or not pattern.any():
+                    continue
+                c = float(((image - base_decoded) * pattern).sum() / pattern.pow(2).sum())
+                own[name] = own[name] - max(c, 0.0) * vectors[held]
+        return {name: v for name, v in own.items() if v is not vectors[name]}
+
     # ----- edit -> decode -> paste back ---------------------------------------------
     def edit(self, face: Face, strengths: dict[str, float],
              disentangle: dict[str, tuple[str, ...]] | None = None,
@@ -238,7 +291,8 @@ class FaceEditor:
         (``limits_skin_colour``), False is the model's change as it is (for measuring)."""
         start = time.perf_counter()
         directions = directions or self.directions
-        offset = directions.offset(face.base, strengths, disentangle).to(face.base.device)
+        offset = directions.offset(face.base, strengths, disentangle, face.own
+                                   ).to(face.base.device)
         if limit_skin is None:
             limit_skin = self.limits_skin_colour(strengths)
         return self._render(face, offset, extra=None, start=start, skin=limit_skin)
@@ -248,8 +302,8 @@ class FaceEditor:
         is what ``edit`` gives; an edit whose batched decode is unstable is redone by
         ``edit``'s own back-off."""
         start = time.perf_counter()
-        offsets = torch.stack([self.directions.offset(face.base, s) for s in strengths]
-                              ).to(face.base.device)
+        offsets = torch.stack([self.directions.offset(face.base, s, own=face.own)
+                               for s in strengths]).to(face.base.device)
         decoded, peaks = self.model.decode_with_peak(face.base[None] + offsets)
         results = []
         for offset, image, peak, edit in zip(offsets, decoded, peaks, strengths, strict=True):

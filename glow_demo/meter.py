@@ -338,6 +338,8 @@ class EditRecord:
     redness: float = 0.0  # mean change of red against green and blue inside the face
     blotch: float = 0.0  # 99th percentile of the colour (not brightness) change in the face
     red_patch: float = 0.0  # cheek_redness: the reddest block on the cheeks
+    glasses_had: float = 0.0  # P(Eyeglasses) before: an edit may draw frames it is not for
+    glasses_has: float = 0.0  # after
 
 
 def celeba_validation_photos(root: str | Path, n: int) -> list[Path]:
@@ -387,7 +389,9 @@ def measure(editor, meter: Meter, photos: list[Path], edits: list[tuple[str, flo
                 inside=float(change[mask].mean()), applied=result.applied,
                 redness=float((signed[..., 0] - signed[..., 1:].mean(2))[mask].mean()),
                 blotch=float(np.percentile(colour[mask], 99)),
-                red_patch=cheek_redness(face.photo, out, face.aligned.landmarks)))
+                red_patch=cheek_redness(face.photo, out, face.aligned.landmarks),
+                glasses_had=float(probs["Eyeglasses"][0]),
+                glasses_has=float(probs["Eyeglasses"][j + 1])))
         if (k + 1) % 20 == 0:
             log(f"measured {k + 1}/{len(photos)} photos ({time.time() - start:.0f} s)")
     return records
@@ -421,6 +425,10 @@ def summarise(records: list[EditRecord]) -> list[dict]:
         row["redness"] = float(np.mean([r.redness for r in group]))
         row["blotch"] = float(np.mean([r.blotch for r in group]))
         row["red_patches"] = float(np.mean([r.red_patch > RED_PATCH for r in group]))
+        if EDIT_TARGETS.get(name) != "Eyeglasses":
+            bare = [r for r in group if r.glasses_had < 0.5]
+            row["glasses_drawn"] = (float(np.mean([r.glasses_has >= 0.5 for r in bare]))
+                                    if bare else float("nan"))
         rows.append(row)
     return rows
 
@@ -428,11 +436,13 @@ def summarise(records: list[EditRecord]) -> list[dict]:
 def format_table(rows: list[dict]) -> str:
     lines = ["| edit | strength | faces | gains (s>0) / loses (s<0) | Δ age (years) | same "
              "person | descriptor distance | |Δ| outside face | |Δ| inside face | redness | colour "
-             "p99 | red patches |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "p99 | red patches | glasses drawn |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         flip = (f"{r['flip']:.0%} of {r['n_flip']}" if "flip" in r and r["n_flip"] else "–")
         lines.append(f"| {r['edit']} | {r['strength']:+g} | {r['n']} | {flip} | "
                      f"{r['d_age']:+.1f} | {r['same']:.0%} | {r['dist']:.3f} | "
                      f"{r['outside']:.2f} | {r['inside']:.2f} | {r['redness']:+.1f} | "
-                     f"{r['blotch']:.0f} | {r.get('red_patches', float('nan')):.0%} |")
+                     f"{r['blotch']:.0f} | {r.get('red_patches', float('nan')):.0%} | "
+                     + (f"{r['glasses_drawn']:.0%} |" if "glasses_drawn" in r else "– |"))
     return "\n".join(lines)
