@@ -337,10 +337,12 @@ class FaceEditor:
         """Edit a face that has no photo (a sample's latent): the decoded (3, 64, 64)
         image and the fraction of the edit applied."""
         directions = directions or self.directions
-        offset = directions.offset(latent, strengths, disentangle).to(latent.device)
-        decoded, applied = self._decode_stably(latent, offset, unchanged=None)
+        unchanged = self.model.decode(latent[None])[0]
+        own = self.own_directions(latent, unchanged) if strengths else {}
+        offset = directions.offset(latent, strengths, disentangle, own).to(latent.device)
+        decoded, applied = self._decode_stably(latent, offset, unchanged)
         if offset.any() and self.limits_skin_colour(strengths):
-            decoded = limit_skin_colour(self.model.decode(latent[None])[0], decoded)
+            decoded = limit_skin_colour(unchanged, decoded)
         return decoded, applied
 
     def _decode_stably(self, base: torch.Tensor, offset: torch.Tensor,
