@@ -435,13 +435,15 @@ class Directions:
                            for n in main + rest]
 
     def direction(self, name: str, disentangle_from: tuple[str, ...] = (),
-                  own: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+                  own: dict[str, torch.Tensor] | None = None, negative: bool = False
+                  ) -> torch.Tensor:
         """One direction, with its components along ``disentangle_from`` removed;
-        ``own``: a face's own versions of some directions (``FaceEditor.prepare``)."""
+        ``own``: a face's own versions of some directions (``FaceEditor.own_directions``),
+        under the name for positive strengths and under "-name" for ``negative`` ones."""
         if name not in self.vectors:
             known = ", ".join(a.name for a in self.attributes)
             raise KeyError(f"unknown attribute {name!r}; known: {known}")
-        d = (own or {}).get(name, self.vectors[name])
+        d = (own or {}).get(f"-{name}" if negative else name, self.vectors[name])
         others = [self.vectors[o] for o in disentangle_from if o != name]
         if not others:
             return d
@@ -459,7 +461,7 @@ class Directions:
         for name, strength in strengths.items():
             if strength:
                 total += float(strength) * self.direction(
-                    name, tuple(disentangle.get(name, ())), own)
+                    name, tuple(disentangle.get(name, ())), own, negative=strength < 0)
         return total
 
     def strengths_for(self, latent: torch.Tensor, strengths: dict[str, float]

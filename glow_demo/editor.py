@@ -246,38 +246,43 @@ class FaceEditor:
 
     def own_directions(self, base: torch.Tensor, base_decoded: torch.Tensor
                        ) -> dict[str, torch.Tensor]:
-        """This face's own version of each direction in ``HELD_IN_PIXELS``: the shared
-        one minus c times the held attribute's direction, c (never below 0) chosen so
-        that the change the edit makes to this face's decode has no part along the
-        change the held attribute makes to it (least squares over the 64 px image, both
-        at strength ``HOLD_PROBE``), found again on the corrected edit, ``HOLD_PASSES``
-        times. A pass whose decode is unstable leaves the direction as it is."""
+        """This face's own version of each direction in ``HELD_IN_PIXELS``, for positive
+        strengths under its name and for negative ones under "-name" (for those the
+        held attribute may come with the opposite step): the shared direction with c
+        held steps taken out of the move, c (never below 0) chosen so that the change
+        the move makes to this face's decode has no part along the change the held
+        attribute makes to it (least squares over the 64 px image, both at strength
+        ``HOLD_PROBE``), found again on the corrected move, ``HOLD_PASSES`` times. A
+        pass whose decode is unstable leaves the direction as it is."""
         vectors = self.directions.vectors
-        own = {name: vectors[name] for name, held in HELD_IN_PIXELS.items()
-               if name in vectors and held in vectors}
-        if not own:
+        # move per unit of |strength|, and the name the direction is kept under
+        moves = {key: sign * vectors[name] for name, held in HELD_IN_PIXELS.items()
+                 if name in vectors and held in vectors
+                 for key, sign in ((name, 1.0), (f"-{name}", -1.0))}
+        if not moves:
             return {}
-        held_names = sorted({HELD_IN_PIXELS[name] for name in own})
+        held_of = {key: HELD_IN_PIXELS[key.lstrip("-")] for key in moves}
+        held_names = sorted(set(held_of.values()))
         held_change: dict[str, torch.Tensor | None] = {}
         for _ in range(HOLD_PASSES):
-            names = list(own)
+            keys = list(moves)
             first = not held_change
             steps = [vectors[h] for h in held_names] if first else []
-            steps += [own[name] for name in names]
+            steps += [moves[key] for key in keys]
             decoded, peaks = self.model.decode_with_peak(
                 base[None] + HOLD_PROBE * torch.stack(steps).to(base.device))
             if first:
                 for h, image, peak in zip(held_names, decoded, peaks, strict=False):
                     held_change[h] = image - base_decoded if peak < STABLE_PEAK else None
                 decoded, peaks = decoded[len(held_names):], peaks[len(held_names):]
-            for name, image, peak in zip(names, decoded, peaks, strict=True):
-                held = HELD_IN_PIXELS[name]
-                pattern = held_change[held]
+            for key, image, peak in zip(keys, decoded, peaks, strict=True):
+                pattern = held_change[held_of[key]]
                 if pattern is None or peak >= STABLE_PEAK or not pattern.any():
                     continue
                 c = float(((image - base_decoded) * pattern).sum() / pattern.pow(2).sum())
-                own[name] = own[name] - max(c, 0.0) * vectors[held]
-        return {name: v for name, v in own.items() if v is not vectors[name]}
+                moves[key] = moves[key] - max(c, 0.0) * vectors[held_of[key]]
+        # a slider multiplies the direction by its (signed) strength: negative moves flip
+        return {key: (-move if key.startswith("-") else move) for key, move in moves.items()}
 
     # ----- edit -> decode -> paste back ---------------------------------------------
     def edit(self, face: Face, strengths: dict[str, float],

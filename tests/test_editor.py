@@ -279,14 +279,16 @@ def test_each_face_ages_along_its_own_direction_without_the_glasses_it_would_dra
     vectors = editor.directions.vectors
     glasses, age = vectors["glasses"], vectors["age_years"]
     for face in (astronaut, hopper):
-        assert set(face.own) == set(HELD_IN_PIXELS)
+        assert set(face.own) == {f"{sign}{name}" for name in HELD_IN_PIXELS
+                                 for sign in ("", "-")}
         own = face.own["age_years"]
-        steps = HOLD_PROBE * torch.stack([age, own, glasses])
-        shared_change, own_change, glasses_change = (
+        younger = -face.own["-age_years"]  # what a negative strength moves along
+        steps = HOLD_PROBE * torch.stack([age, own, younger, glasses])
+        shared_change, own_change, younger_change, glasses_change = (
             editor.model.decode(face.base[None] + steps) - face.base_decoded)
         shares = [float((c * glasses_change).sum() / glasses_change.pow(2).sum())
-                  for c in (shared_change, own_change)]
-        assert shares[0] > 0.5 and abs(shares[1]) < 0.15, shares
+                  for c in (shared_change, own_change, younger_change)]
+        assert shares[0] > 0.5 and abs(shares[1]) < 0.15 and shares[2] < 0.15, shares
         removed = own - age
         assert float(removed @ glasses) < 0
         assert float(removed @ glasses) ** 2 > 0.999 ** 2 * float(removed @ removed) * float(
