@@ -154,6 +154,10 @@ def cmd_compile_decode(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     model = Glow.load(args.weights)
+    if args.dtype == "auto":  # as the app decodes (FaceEditor.load)
+        from .editor import bf16_supported
+
+        args.dtype = "bfloat16" if bf16_supported() else "float32"
     model.decode_dtype = getattr(torch, args.dtype)
     if not compiled.compile_decode(model, args.cache):
         raise SystemExit("compile-decode: compiling failed (see the warning above)")
@@ -506,8 +510,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compile-decode",
                        help="build the compiled one-image decoder the app loads (cached)")
-    p.add_argument("--dtype", choices=["bfloat16", "float32"], default="bfloat16",
-                   help="precision of the coupling nets in the decode (as the app's)")
+    p.add_argument("--dtype", choices=["auto", "bfloat16", "float32"], default="auto",
+                   help="precision of the coupling nets in the decode (auto: as the app's, "
+                        "bf16 where the CPU has it natively)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--cache", default=None,
                    help="package folder (default $GLOW_DEMO_CACHE or ~/.cache/glow-demo)")
