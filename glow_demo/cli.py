@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -151,6 +152,8 @@ def cmd_compile_decode(args: argparse.Namespace) -> None:
     from . import compiled
     from .model import Glow
 
+    if args.nice and hasattr(os, "nice"):
+        os.nice(args.nice)  # the app builds with this in the background, at low priority
     if args.threads:
         torch.set_num_threads(args.threads)
     model = Glow.load(args.weights)
@@ -514,6 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="precision of the coupling nets in the decode (auto: as the app's, "
                         "bf16 where the CPU has it natively)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--nice", type=int, default=0, help="lower this process's priority by this")
     p.add_argument("--cache", default=None,
                    help="package folder (default $GLOW_DEMO_CACHE or ~/.cache/glow-demo)")
     _add_weights(p)

@@ -106,13 +106,12 @@ def compile_in_background(model: Glow, cache: str | Path | None = None,
     model.save(temp.name, dtype=torch.float32)  # exactly these weights, for the builder
     command = [sys.executable, "-m", "glow_demo", "compile-decode", "--weights", temp.name,
                "--cache", str(path.parent), "--threads", str(torch.get_num_threads()),
-               "--dtype", "bfloat16" if model.decode_dtype == torch.bfloat16 else "float32"]
+               "--dtype", "bfloat16" if model.decode_dtype == torch.bfloat16 else "float32",
+               "--nice", str(nice)]
 
     def build_then_load() -> None:
         with temp:
-            result = subprocess.run(
-                command, capture_output=True, text=True, check=False,
-                preexec_fn=(lambda: os.nice(nice)) if hasattr(os, "nice") else None)
+            result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0 or not path.is_file():
             warnings.warn("compiling the decoder failed, decoding eagerly: "
                           + (result.stderr.strip().splitlines() or ["no package written"])[-1],
