@@ -32,6 +32,7 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,7 +88,8 @@ class Face:
     smoothing: float  # blur radius base was encoded with; 0 = base is latent itself
     seconds: float  # time to align + encode + find the edit base
     # this face's own versions of directions that draw another attribute on it
-    # (``FaceEditor.own_directions``); the shared ones for every other direction
+    # (``FaceEditor.own_directions``), filled in when such a slider is first moved; the
+    # shared ones for every other direction
     own: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
@@ -206,7 +208,6 @@ class FaceEditor:
         x = pil_to_tensor(model_input)[None].to(self._device())
         latent, bpd = self.model.encode_with_bpd(x)
         base, base_decoded, smoothing = self._stable_base(model_input, latent[0])
-        own = self.own_directions(base, base_decoded)
         face = Face(
             photo=array,
             aligned=aligned,
@@ -217,7 +218,6 @@ class FaceEditor:
             base_decoded=base_decoded,
             smoothing=smoothing,
             seconds=time.perf_counter() - start,
-            own=own,
         )
         with self._lock:
             self._cache[key] = face
@@ -244,45 +244,53 @@ class FaceEditor:
         _, base, decoded, radius = best
         return base, decoded, radius
 
-    def own_directions(self, base: torch.Tensor, base_decoded: torch.Tensor
-                       ) -> dict[str, torch.Tensor]:
-        """This face's own version of each direction in ``HELD_IN_PIXELS``, for positive
-        strengths under its name and for negative ones under "-name" (for those the
-        held attribute may come with the opposite step): the shared direction with c
-        held steps taken out of the move, c (never below 0) chosen so that the change
-        the move makes to this face's decode has no part along the change the held
-        attribute makes to it (least squares over the 64 px image, both at strength
-        ``HOLD_PROBE``), found again on the corrected move, ``HOLD_PASSES`` times. A
-        pass whose decode is unstable leaves the direction as it is."""
+    def own_directions(self, base: torch.Tensor, base_decoded: torch.Tensor,
+                       keys: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
+        """This face's own version of each direction in ``HELD_IN_PIXELS`` (or of
+        ``keys``), for positive strengths under its name and for negative ones under
+        "-name" (for those the held attribute may come with the opposite step): the
+        shared direction with c held steps taken out of the move, c (never below 0)
+        chosen so that the change the move makes to this face's decode has no part along
+        the change the held attribute makes to it (least squares over the 64 px image,
+        both at strength ``HOLD_PROBE``), found again on the corrected move,
+        ``HOLD_PASSES`` times. A pass whose decode is unstable leaves the direction as
+        it is. One decode each (the one-image decode, compiled where it is), so that
+        moving the first such slider costs ~3 decodes, not preparing every face."""
         vectors = self.directions.vectors
-        # move per unit of |strength|, and the name the direction is kept under
-        moves = {key: sign * vectors[name] for name, held in HELD_IN_PIXELS.items()
-                 if name in vectors and held in vectors
-                 for key, sign in ((name, 1.0), (f"-{name}", -1.0))}
-        if not moves:
-            return {}
+        if keys is None:
+            keys = [f"{sign}{name}" for name in HELD_IN_PIXELS for sign in ("", "-")]
+        # the move per unit of |strength|, under the name the direction is kept under
+        moves = {key: (-1.0 if key.startswith("-") else 1.0) * vectors[key.lstrip("-")]
+                 for key in keys if key.lstrip("-") in HELD_IN_PIXELS
+                 and key.lstrip("-") in vectors and HELD_IN_PIXELS[key.lstrip("-")] in vectors}
         held_of = {key: HELD_IN_PIXELS[key.lstrip("-")] for key in moves}
-        held_names = sorted(set(held_of.values()))
-        held_change: dict[str, torch.Tensor | None] = {}
-        for _ in range(HOLD_PASSES):
-            keys = list(moves)
-            first = not held_change
-            steps = [vectors[h] for h in held_names] if first else []
-            steps += [moves[key] for key in keys]
-            decoded, peaks = self.model.decode_with_peak(
-                base[None] + HOLD_PROBE * torch.stack(steps).to(base.device))
-            if first:
-                for h, image, peak in zip(held_names, decoded, peaks, strict=False):
-                    held_change[h] = image - base_decoded if peak < STABLE_PEAK else None
-                decoded, peaks = decoded[len(held_names):], peaks[len(held_names):]
-            for key, image, peak in zip(keys, decoded, peaks, strict=True):
-                pattern = held_change[held_of[key]]
-                if pattern is None or peak >= STABLE_PEAK or not pattern.any():
-                    continue
-                c = float(((image - base_decoded) * pattern).sum() / pattern.pow(2).sum())
-                moves[key] = moves[key] - max(c, 0.0) * vectors[held_of[key]]
+
+        def change(step: torch.Tensor) -> torch.Tensor | None:
+            image, peak = self.model.decode_with_peak(
+                (base + HOLD_PROBE * step.to(base.device))[None])
+            return image[0] - base_decoded if peak[0] < STABLE_PEAK else None
+
+        held_change = {h: change(vectors[h]) for h in sorted(set(held_of.values()))}
+        for key, move in moves.items():
+            pattern = held_change[held_of[key]]
+            for _ in range(HOLD_PASSES):
+                moved = change(move)
+                if pattern is None or moved is None or not pattern.any():
+                    break
+                c = float((moved * pattern).sum() / pattern.pow(2).sum())
+                move = move - max(c, 0.0) * vectors[held_of[key]]
+            moves[key] = move
         # a slider multiplies the direction by its (signed) strength: negative moves flip
         return {key: (-move if key.startswith("-") else move) for key, move in moves.items()}
+
+    def own_for(self, face: Face, strengths: dict[str, float]) -> dict[str, torch.Tensor]:
+        """``face.own``, with the directions these strengths move along filled in."""
+        keys = {name if strength > 0 else f"-{name}" for name, strength in strengths.items()
+                if strength and name in HELD_IN_PIXELS}
+        missing = keys - face.own.keys()
+        if missing:  # two threads may both fill it in: the same vectors either way
+            face.own.update(self.own_directions(face.base, face.base_decoded, missing))
+        return face.own
 
     # ----- edit -> decode -> paste back ---------------------------------------------
     def edit(self, face: Face, strengths: dict[str, float],
@@ -296,8 +304,8 @@ class FaceEditor:
         (``limits_skin_colour``), False is the model's change as it is (for measuring)."""
         start = time.perf_counter()
         directions = directions or self.directions
-        offset = directions.offset(face.base, strengths, disentangle, face.own
-                                   ).to(face.base.device)
+        offset = directions.offset(face.base, strengths, disentangle,
+                                   self.own_for(face, strengths)).to(face.base.device)
         if limit_skin is None:
             limit_skin = self.limits_skin_colour(strengths)
         return self._render(face, offset, extra=None, start=start, skin=limit_skin)
@@ -307,7 +315,7 @@ class FaceEditor:
         is what ``edit`` gives; an edit whose batched decode is unstable is redone by
         ``edit``'s own back-off."""
         start = time.perf_counter()
-        offsets = torch.stack([self.directions.offset(face.base, s, own=face.own)
+        offsets = torch.stack([self.directions.offset(face.base, s, own=self.own_for(face, s))
                                for s in strengths]).to(face.base.device)
         decoded, peaks = self.model.decode_with_peak(face.base[None] + offsets)
         results = []
@@ -343,7 +351,9 @@ class FaceEditor:
         image and the fraction of the edit applied."""
         directions = directions or self.directions
         unchanged = self.model.decode(latent[None])[0]
-        own = self.own_directions(latent, unchanged) if strengths else {}
+        own = self.own_directions(latent, unchanged, [
+            name if strength > 0 else f"-{name}" for name, strength in strengths.items()
+            if strength])
         offset = directions.offset(latent, strengths, disentangle, own).to(latent.device)
         decoded, applied = self._decode_stably(latent, offset, unchanged)
         if offset.any() and self.limits_skin_colour(strengths):

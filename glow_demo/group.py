@@ -176,8 +176,7 @@ def prepare_group(editor: FaceEditor, photo) -> Group:
             base, base_decoded, smoothing = editor._stable_base(model_input, latents[i])
         faces.append(Face(photo=array, aligned=face, model_input=model_input,
                           latent=latents[i], bits_per_dim=float(bpd[i]), base=base,
-                          base_decoded=base_decoded, smoothing=smoothing, seconds=0.0,
-                          own=editor.own_directions(base, base_decoded)))
+                          base_decoded=base_decoded, smoothing=smoothing, seconds=0.0))
     seconds = time.perf_counter() - start
     for face in faces:
         face.seconds = seconds
@@ -193,7 +192,8 @@ def group_offsets(editor: FaceEditor, group: Group,
     if len(strengths) != len(group):
         raise ValueError(f"{len(group)} faces but {len(strengths)} sets of strengths")
     directions = directions or editor.directions
-    return [directions.offset(f.base, dict(s or {}), disentangle, f.own).to(f.base.device)
+    return [directions.offset(f.base, dict(s or {}), disentangle,
+                              editor.own_for(f, dict(s or {}))).to(f.base.device)
             for s, f in zip(strengths, group.faces, strict=True)]
 
 

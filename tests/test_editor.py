@@ -157,7 +157,10 @@ def test_aging_a_face_already_far_along_paints_no_red_patches(
     linear = editor.directions.without_ranges()
     for face in (astronaut, hopper):
         marks = face.aligned.landmarks
-        shared = dataclasses.replace(face, own={})
+        vectors = editor.directions.vectors  # as its "own", the shared directions
+        shared = dataclasses.replace(face, own={f"{sign}{name}": vectors[name]
+                                                for name in ("age_years", "age")
+                                                for sign in ("", "-")})
         plain = editor.edit(shared, edit, directions=linear, limit_skin=False).photo
         before = cheek_redness(face.photo, np.asarray(plain), marks)
         own = editor.edit(face, edit, directions=linear, limit_skin=False).photo
@@ -279,10 +282,11 @@ def test_each_face_ages_along_its_own_direction_without_the_glasses_it_would_dra
     vectors = editor.directions.vectors
     glasses, age = vectors["glasses"], vectors["age_years"]
     for face in (astronaut, hopper):
-        assert set(face.own) == {f"{sign}{name}" for name in HELD_IN_PIXELS
-                                 for sign in ("", "-")}
-        own = face.own["age_years"]
-        younger = -face.own["-age_years"]  # what a negative strength moves along
+        directions = editor.own_directions(face.base, face.base_decoded)
+        assert set(directions) == {f"{sign}{name}" for name in HELD_IN_PIXELS
+                                   for sign in ("", "-")}
+        own = directions["age_years"]
+        younger = -directions["-age_years"]  # what a negative strength moves along
         steps = HOLD_PROBE * torch.stack([age, own, younger, glasses])
         shared_change, own_change, younger_change, glasses_change = (
             editor.model.decode(face.base[None] + steps) - face.base_decoded)
@@ -293,7 +297,10 @@ def test_each_face_ages_along_its_own_direction_without_the_glasses_it_would_dra
         assert float(removed @ glasses) < 0
         assert float(removed @ glasses) ** 2 > 0.999 ** 2 * float(removed @ removed) * float(
             glasses @ glasses)  # parallel to glasses
+    fresh = editor.prepare(ASTRONAUT.read_bytes())  # cached: the same Face
+    assert fresh is astronaut
     result = editor.edit(astronaut, {"age_years": 0.5}, limit_skin=False)
+    assert "age_years" in astronaut.own  # filled in when the slider first moved
     strength = editor.directions.strengths_for(astronaut.base, {"age_years": 0.5})["age_years"]
     expected = editor.model.decode(astronaut.base[None] + strength * astronaut.own["age_years"])
     model_view = pil_to_tensor(result.model_view)
