@@ -70,7 +70,7 @@ def build(model: Glow, path: str | Path) -> Path:
 
 def load(model: Glow, path: str | Path) -> bool:
     """Decode single images with the package at ``path``; False (with a warning) if it
-    cannot be loaded or does not give the folded decode's image."""
+    cannot be loaded."""
     try:
         decode_one = torch._inductor.aoti_load_package(str(path))
         model.use_compiled_decode(decode_one)

@@ -130,6 +130,14 @@ def bf16_supported() -> bool:
         return False
 
 
+def _own_keys(strengths: dict[str, float]) -> set[str]:
+    """The keys of the own directions these strengths move along (see
+    ``FaceEditor.own_directions``): the name for a positive strength, "-name" for a
+    negative one, for directions in ``HELD_IN_PIXELS``."""
+    return {name if strength > 0 else f"-{name}" for name, strength in strengths.items()
+            if strength and name in HELD_IN_PIXELS}
+
+
 def _upsample(image_chw: torch.Tensor, size: int) -> np.ndarray:
     """(3, h, w) in [0, 1] -> (size, size, 3) float32 in 0..255 units, bicubic."""
     array = image_chw.permute(1, 2, 0).cpu().numpy().astype(np.float32) * 255.0
@@ -275,9 +283,11 @@ class FaceEditor:
         held_change = {h: change(vectors[h]) for h in sorted(set(held_of.values()))}
         for key, move in moves.items():
             pattern = held_change[held_of[key]]
+            if pattern is None or not pattern.any():
+                continue
             for _ in range(HOLD_PASSES):
                 moved = change(move)
-                if pattern is None or moved is None or not pattern.any():
+                if moved is None:
                     break
                 c = float((moved * pattern).sum() / pattern.pow(2).sum())
                 move = move - max(c, 0.0) * vectors[held_of[key]]
@@ -287,9 +297,7 @@ class FaceEditor:
 
     def own_for(self, face: Face, strengths: dict[str, float]) -> dict[str, torch.Tensor]:
         """``face.own``, with the directions these strengths move along filled in."""
-        keys = {name if strength > 0 else f"-{name}" for name, strength in strengths.items()
-                if strength and name in HELD_IN_PIXELS}
-        missing = keys - face.own.keys()
+        missing = _own_keys(strengths) - face.own.keys()
         if missing:  # two threads may both fill it in: the same vectors either way
             face.own.update(self.own_directions(face.base, face.base_decoded, missing))
         return face.own
@@ -353,9 +361,7 @@ class FaceEditor:
         image and the fraction of the edit applied."""
         directions = directions or self.directions
         unchanged = self.model.decode(latent[None])[0]
-        own = self.own_directions(latent, unchanged, [
-            name if strength > 0 else f"-{name}" for name, strength in strengths.items()
-            if strength])
+        own = self.own_directions(latent, unchanged, _own_keys(strengths))
         offset = directions.offset(latent, strengths, disentangle, own).to(latent.device)
         decoded, applied = self._decode_stably(latent, offset, unchanged)
         if offset.any() and self.limits_skin_colour(strengths):
