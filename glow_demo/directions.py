@@ -186,12 +186,24 @@ def shrunk_mean_differences(latents: torch.Tensor, labels: np.ndarray,
         if pos[a] == 0 or neg[a] == 0:
             continue
         scale = 1 / pos[a] + 1 / neg[a]
-        for k, sl in enumerate(levels):
-            noise = float(var[sl].sum()) * scale
-            total = float(diffs[a, sl].double().pow(2).sum())
-            weights[a, k] = max(0.0, 1 - noise / total) if total > 0 else 0.0
-            diffs[a, sl] *= weights[a, k]
+        diffs[a], weights[a] = shrink_levels(
+            diffs[a], [float(var[sl].sum()) * scale for sl in levels], levels)
     return diffs, weights
+
+
+def shrink_levels(vector: torch.Tensor, noise: list[float], levels: list[slice]
+                  ) -> tuple[torch.Tensor, np.ndarray]:
+    """``vector`` with each level scaled by its positive-part James-Stein factor
+    max(0, 1 - noise / |part|^2), and those factors: ``noise`` is each level's expected
+    squared norm of sampling noise. Noise spreads evenly over a level's dimensions and the
+    signal does not, so a level that is mostly noise is mostly dropped."""
+    out = vector.clone()
+    weights = np.zeros(len(levels))
+    for k, (sl, level_noise) in enumerate(zip(levels, noise, strict=True)):
+        total = float(vector[sl].double().pow(2).sum())
+        weights[k] = max(0.0, 1 - level_noise / total) if total > 0 else 0.0
+        out[sl] *= weights[k]
+    return out, weights
 
 
 def heldout_positions(latents: torch.Tensor, labels: np.ndarray, fit, folds: int = 2,
@@ -767,8 +779,8 @@ def build_age_direction(model: Glow, model_dir: str | Path,
                         covariates: tuple[str, ...] = ("gender", "race"),
                         coverage_ramp: tuple[float, float] | None = COVERAGE_RAMP,
                         progress: bool = True, warp: bool = False, units: str = "slope",
-                        n_heldout: int = 100_000, hold_colour: bool = True
-                        ) -> tuple[torch.Tensor, dict]:
+                        n_heldout: int = 100_000, hold_colour: bool = True,
+                        shrink: bool = True) -> tuple[torch.Tensor, dict]:
     """The ``age_years`` direction and its meta: ``YEARS_PER_STRENGTH`` x the slope of the
     standardised latent on age, from ``n`` balanced UTKFace training-split adults.
 
@@ -781,6 +793,13 @@ def build_age_direction(model: Glow, model_dir: str | Path,
     instead of dlib on each, so many more faces are affordable. The meta also holds a
     split-half estimate of the sampling noise in the vector's norm (half the norm of the
     difference of the directions fitted on two halves), to judge whether ``n`` is enough.
+
+    ``shrink``: scale each latent level by its James-Stein factor (``shrink_levels``), the
+    noise per level from the same split halves. With 6,000 faces the noise is about half
+    the slope's norm, most of it on the two finest levels (a fixed speckle the edit would
+    add to every face); shrunk, the direction's position predicts held-out adults' ages
+    better (correlation 0.593 against 0.556 for the shipped model of 2026-11-29), so the
+    +30-year step is shorter (norm 9.6 against 10.8) and carries less that is not age.
 
     ``units``: "slope" makes 1.0 the mean latent change of 30 years (what the average
     face moves by in 30 years along the fitted direction). That is a small step: wrinkles,
@@ -817,6 +836,19 @@ def build_age_direction(model: Glow, model_dir: str | Path,
         lo, hi = coverage_ramp
         mask = latent_mask(model, np.clip((aligned.coverage - lo) / (hi - lo), 0, 1))
     direction = raw * mask
+    # sampling noise of the slope: half the difference of the slopes of two halves
+    halves = [np.arange(len(kept))[i::2] for i in (0, 1)]
+    slopes = [age_slope(latents[h], design[h]) for h in halves]
+    noise = YEARS_PER_STRENGTH * (slopes[0] - slopes[1]) * mask / 2
+    levels = level_slices(model)
+    level_weights = np.ones(len(levels))
+    if shrink:
+        shrunk, weights = shrink_levels(
+            direction, [float(noise[sl].double().pow(2).sum()) for sl in levels], levels)
+        if weights.any():  # all noise (a handful of faces): left as fitted
+            direction, level_weights = shrunk, weights
+            noise = noise * torch.cat([torch.full((sl.stop - sl.start,), float(w))
+                                       for sl, w in zip(levels, weights, strict=True)])
     calibration = {}
     if units == "heldout":
         held = select_utkface(everyone, n_heldout, split="val", bins=bins)
@@ -842,10 +874,7 @@ def build_age_direction(model: Glow, model_dir: str | Path,
             "years_per_unit_position": round(b, 3),
             "scale_over_slope": round(scale, 3),
         }
-    halves = [np.arange(len(kept))[i::2] for i in (0, 1)]
-    slopes = [age_slope(latents[h], design[h]) for h in halves]
-    noise = YEARS_PER_STRENGTH * float(((slopes[0] - slopes[1]) * mask).norm()) / 2
-    noise *= calibration.get("scale_over_slope", 1.0)
+    noise_norm = float(noise.norm()) * calibration.get("scale_over_slope", 1.0)
     ages = np.array([f.age for f in kept])
     count = Counter((age_bin(f.age, bins), f.gender) for f in kept)
     info = {
@@ -854,7 +883,8 @@ def build_age_direction(model: Glow, model_dir: str | Path,
         "method": "least-squares slope of the standardised latent on age in years, "
                   "latent ~ a + b*age + " + " + ".join(covariates) + ", on UTKFace adults"
                   + ("" if coverage_ramp is None else
-                     "; kept only over the part of the image the UTKFace crops cover"),
+                     "; kept only over the part of the image the UTKFace crops cover")
+                  + ("; each latent level shrunk by its James-Stein factor" if shrink else ""),
         "strength_unit": (f"1.0 = +{YEARS_PER_STRENGTH:g} years (the per-year slope x "
                           f"{YEARS_PER_STRENGTH:g}); -1.0 = {YEARS_PER_STRENGTH:g} years younger"
                           if units == "slope" else
@@ -884,6 +914,7 @@ def build_age_direction(model: Glow, model_dir: str | Path,
         "latent_kept": round(float(mask.mean()), 3),
         "norm": round(float(direction.norm()), 3),
         "norm_unmasked": round(float(raw.norm()), 3),
-        "noise_norm_estimate": round(noise, 3),
+        "noise_norm_estimate": round(noise_norm, 3),
+        "level_weights": [round(float(w), 3) for w in level_weights],
     }
     return direction, info
