@@ -5,6 +5,8 @@ runs with the shipped weights, or those in ``$GLOW_DEMO_WEIGHTS`` when that is s
 an empty working folder, with Gradio's temporary folder (``GRADIO_TEMP_DIR``) elsewhere,
 so a test can check that it writes nothing outside that.
 
+``randomise``: moves a flow's parameters off their initial values, the same way every time.
+
 ``@pytest.mark.needs_data(path, ...)``: the test reads the data sets in ``../shared/data``,
 which no user's clone has. Without them it is skipped, saying which folder is missing;
 with ``CI`` set it fails instead, so CI (which has the data) never silently skips it.
@@ -19,14 +21,36 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
+
+from glow_demo.model import ActNorm
 
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 120
+
+
+def _randomise(module: torch.nn.Module, scale: float = 0.1) -> torch.nn.Module:
+    """Move every parameter off its initial value (zero-initialised convs make identity
+    layers, whose log-det is trivially right and which decode anything) and mark ActNorms
+    initialised; seeded, so the same module gets the same weights every time."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn_like(p) * scale)
+        for m in module.modules():
+            if isinstance(m, ActNorm):
+                m.initialized.fill_(1)
+    return module
+
+
+@pytest.fixture
+def randomise() -> Callable[..., torch.nn.Module]:
+    return _randomise
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -11,29 +11,25 @@ from pathlib import Path
 import torch
 
 from glow_demo import compiled
-from glow_demo.model import DEFAULT_WEIGHTS, REDUCED_PEAK, ActNorm, Glow, GlowConfig
+from glow_demo.model import DEFAULT_WEIGHTS, REDUCED_PEAK, Glow, GlowConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _tiny_model() -> Glow:
-    torch.manual_seed(1)  # the same weights every time, random 1x1 convs included
+def _tiny_model(randomise) -> Glow:
+    """The same random weights every time (``randomise`` is seeded), 1x1 convs included."""
+    torch.manual_seed(1)
     model = Glow(GlowConfig(resolution=8, levels=2, steps=2, width=8, scale_floor=0.2))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-        for m in model.modules():
-            if isinstance(m, ActNorm):
-                m.initialized.fill_(1)
-    return model.eval()
+    return randomise(model, 0.05).eval()
 
 
-def test_compiled_decode_matches_the_folded_path_and_is_cached_by_its_weights(tmp_path) -> None:
+def test_compiled_decode_matches_the_folded_path_and_is_cached_by_its_weights(
+        tmp_path, randomise) -> None:
     """One image at a time (a slider move) runs the compiled package: the same images
     and peaks as the folded path, NaN included (peak inf); a batch keeps the folded path.
     A second model with the same weights loads the package without building it; changed
     weights name another package and stop using the old one."""
-    model = _tiny_model()
+    model = _tiny_model(randomise)
     z = torch.randn(3, model.latent_dim, generator=torch.Generator().manual_seed(0)) * 0.5
     z[1, 0] = float("nan")
     reference = [model.decode_with_peak(z[i:i + 1]) for i in range(3)]
@@ -49,7 +45,7 @@ def test_compiled_decode_matches_the_folded_path_and_is_cached_by_its_weights(tm
     assert torch.allclose(batch_peaks, torch.cat([p for _, p in reference]), rtol=0, atol=1e-5)
 
     built = path.stat().st_mtime_ns
-    twin = _tiny_model()
+    twin = _tiny_model(randomise)
     assert compiled.package_path(twin, tmp_path) == path
     assert compiled.compile_decode(twin, tmp_path) and path.stat().st_mtime_ns == built
 
@@ -62,12 +58,13 @@ def test_compiled_decode_matches_the_folded_path_and_is_cached_by_its_weights(tm
     assert (model.decode(z[:1]) - changed).abs().max() < 1e-5
 
 
-def test_app_builds_the_package_in_another_process_and_loads_it(tmp_path) -> None:
+def test_app_builds_the_package_in_another_process_and_loads_it(tmp_path, randomise
+                                                                ) -> None:
     """What ``python app.py`` does on its first start: the package is built by
     ``python -m glow_demo compile-decode`` (not in the app's process, whose slider moves
     would wait for the GIL), the waiting thread loads it, and decodes use it; once
     built, the next start loads it at once."""
-    model = _tiny_model()
+    model = _tiny_model(randomise)
     z = torch.randn(1, model.latent_dim, generator=torch.Generator().manual_seed(2)) * 0.5
     folded = model.decode(z)
     thread = compiled.compile_in_background(model, tmp_path)
@@ -76,14 +73,14 @@ def test_app_builds_the_package_in_another_process_and_loads_it(tmp_path) -> Non
     path = compiled.package_path(model, tmp_path)
     assert path.is_file()
     assert model.decode_compiled and (model.decode(z) - folded).abs().max() < 1e-5
-    again = _tiny_model()
+    again = _tiny_model(randomise)
     assert compiled.compile_in_background(again, tmp_path) is None
     assert again.decode_compiled
 
 
-def test_cli_compile_decode_prints_the_package_it_wrote(tmp_path) -> None:
+def test_cli_compile_decode_prints_the_package_it_wrote(tmp_path, randomise) -> None:
     weights = tmp_path / "model"
-    _tiny_model().save(weights)
+    _tiny_model(randomise).save(weights)
     out = subprocess.run([sys.executable, "-m", "glow_demo", "compile-decode", "--weights",
                           str(weights), "--cache", str(tmp_path / "cache"), "--dtype",
                           "float32"], cwd=ROOT, capture_output=True, text=True, timeout=600)

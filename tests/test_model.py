@@ -21,18 +21,6 @@ from glow_demo.model import (
 TINY = GlowConfig(resolution=8, levels=2, steps=2, width=8, n_bits=5)
 
 
-def _randomise(module: torch.nn.Module, scale: float = 0.1) -> None:
-    """Move every parameter off its initial value (zero-initialised convs make identity
-    layers, whose log-det is trivially right) and mark ActNorms initialised."""
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(torch.randn_like(p) * scale)
-        for m in module.modules():
-            if isinstance(m, ActNorm):
-                m.initialized.fill_(1)
-
-
 def _brute_force_log_det(fn, x: torch.Tensor) -> torch.Tensor:
     """log |det J| of fn at one input, from the full autograd Jacobian."""
     jac = torch.autograd.functional.jacobian(lambda v: fn(v.view_as(x)).flatten(), x.flatten())
@@ -44,9 +32,9 @@ def _brute_force_log_det(fn, x: torch.Tensor) -> torch.Tensor:
               FlowStep(4, 8), FlowStep(4, 8, 0.3)],
     ids=["actnorm", "invconv", "coupling", "coupling-floor", "flowstep", "flowstep-floor"],
 )
-def test_layer_inverts_and_log_det_matches_autograd(layer: torch.nn.Module) -> None:
+def test_layer_inverts_and_log_det_matches_autograd(layer: torch.nn.Module, randomise) -> None:
     layer = layer.double().eval()
-    _randomise(layer)
+    randomise(layer)
     x = torch.randn(1, 4, 3, 3, dtype=torch.float64)
     y, log_det = layer(x)
     assert torch.allclose(layer.inverse(y), x, atol=1e-10)
@@ -99,10 +87,10 @@ def test_actnorm_initialises_from_data_once() -> None:
     assert torch.equal(layer.loc, before)  # not re-initialised
 
 
-def test_tiny_glow_log_density_matches_brute_force() -> None:
+def test_tiny_glow_log_density_matches_brute_force(randomise) -> None:
     """log p(y) = log N(eps(y)) + log|det d eps/dy| with the Jacobian from autograd."""
     model = Glow(TINY).double()
-    _randomise(model, 0.05)
+    randomise(model, 0.05)
     model.eval()
     y = (torch.rand(1, 3, 8, 8, dtype=torch.float64) - 0.5)
     eps_list, log_density = model(y)
@@ -112,9 +100,9 @@ def test_tiny_glow_log_density_matches_brute_force() -> None:
     assert torch.allclose(log_density[0], log_normal + log_det, atol=1e-6)
 
 
-def test_tiny_glow_encode_decode_exact_on_random_inputs() -> None:
+def test_tiny_glow_encode_decode_exact_on_random_inputs(randomise) -> None:
     model = Glow(TINY)
-    _randomise(model, 0.05)
+    randomise(model, 0.05)
     model.eval()
     x = torch.rand(8, 3, 8, 8)
     z = model.encode(x)
@@ -123,9 +111,9 @@ def test_tiny_glow_encode_decode_exact_on_random_inputs() -> None:
     assert err < 1e-4, err
 
 
-def test_decode_peak_is_the_largest_inverse_activation_and_flags_nan() -> None:
+def test_decode_peak_is_the_largest_inverse_activation_and_flags_nan(randomise) -> None:
     model = Glow(TINY)
-    _randomise(model, 0.05)
+    randomise(model, 0.05)
     model.eval()
     z = torch.randn(3, TINY.n_dims) * 0.5
     z[2, 0] = float("nan")
@@ -186,11 +174,11 @@ def _both_paths(model: Glow, fn):
 
 
 @pytest.mark.parametrize("floor", [0.0, 0.2])
-def test_fast_inference_path_matches_the_training_modules(floor: float) -> None:
+def test_fast_inference_path_matches_the_training_modules(floor: float, randomise) -> None:
     """encode (latents, bits/dim) and decode (images, peaks) through the folded weights
     equal the layer-by-layer modules, also after a parameter changes (cache rebuilt)."""
     model = Glow(GlowConfig(resolution=8, levels=2, steps=2, width=8, scale_floor=floor))
-    _randomise(model, 0.05)
+    randomise(model, 0.05)
     model.eval()
     x = torch.rand(4, 3, 8, 8)
     z = torch.randn(4, model.latent_dim) * 0.5
