@@ -366,7 +366,7 @@ def cmd_directions(args: argparse.Namespace) -> None:
         directions = build_directions(model, args.weights, train[:n], pack.attr_names,
                                       pack.attrs[:n], method=args.method,
                                       shrinkage=args.shrinkage, quantile=args.quantile,
-                                      unseen=unseen)
+                                      unseen=unseen, shrink=args.shrink)
         calibration = directions.meta.get("unseen_calibration")
         if calibration:
             print(f"units lengthened x{calibration['scale']:.3f}: the median ratio of the "
@@ -377,7 +377,8 @@ def cmd_directions(args: argparse.Namespace) -> None:
     if utkface:
         vector, info = build_age_direction(model, args.weights, utkface, n=args.utkface_n,
                                            warp=args.utkface_warp, units=args.age_units,
-                                           hold_colour=not args.age_keeps_colour)
+                                           hold_colour=not args.age_keeps_colour,
+                                           shrink=args.shrink)
         directions = directions.add_direction(AGE_YEARS, vector, info)
         line = (f"{AGE_YEARS}: {info['n_images']} UTKFace faces, ages {info['ages'][0]}-"
                 f"{info['ages'][1]}, {info['n_skipped']} skipped (no usable face); norm "
@@ -609,6 +610,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "(directions.unseen_scale); skipped if the file is missing or ''")
     p.add_argument("--shrinkage", type=float, default=0.5,
                    help="lda: how far the latent covariance is shrunk to the identity")
+    p.add_argument("--no-shrink", dest="shrink", action="store_false",
+                   help="conditional and age_years: keep every latent level whole instead of "
+                   "scaling each by its James-Stein factor (most of the fitted vector is "
+                   "sampling noise on the fine levels; see README)")
     p.add_argument("--utkface", nargs="?", const=str(DEFAULT_UTKFACE), default=None,
                    metavar="DIR", help="also learn `age_years` (strength 1.0 = +30 years) "
                    f"from UTKFace's real ages (DIR default: {DEFAULT_UTKFACE})")

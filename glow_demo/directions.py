@@ -370,6 +370,34 @@ def conditional_differences(latents: torch.Tensor, labels: np.ndarray,
     return out.float()
 
 
+def shrunk_conditional_differences(latents: torch.Tensor, labels: np.ndarray,
+                                   attr_names: list[str], levels: list[slice],
+                                   colour: np.ndarray | None = None
+                                   ) -> tuple[torch.Tensor, np.ndarray]:
+    """``conditional_differences`` with each latent level of each direction scaled by its
+    James-Stein factor (``shrink_levels``), and the (A, L) factors. The noise per level is
+    half the difference of the fits on two halves of the faces.
+
+    Why: fitted on 6,000 CelebA faces, 74-97 % of each direction's norm was sampling
+    noise (gray hair 97 %, smile 74 %): a fixed speckle, mostly on the fine levels, that
+    every edit adds to every face, and more of it with each slider moved. Shrunk, the
+    position along every one of 40 directions told held-out faces with the attribute from
+    those without better (AUC 0.710 -> 0.758 on average; gray hair 0.743 -> 0.813).
+    """
+    colour = None if colour is None else np.asarray(colour)
+    halves = [np.arange(len(labels))[i::2] for i in (0, 1)]
+    fits = [conditional_differences(latents[h], labels[h], attr_names,
+                                    None if colour is None else colour[h]) for h in halves]
+    noise = (fits[0] - fits[1]) / 2
+    diffs = conditional_differences(latents, labels, attr_names, colour)
+    weights = np.zeros((labels.shape[1], len(levels)))
+    for a in range(labels.shape[1]):
+        if diffs[a].any():
+            diffs[a], weights[a] = shrink_levels(
+                diffs[a], [float(noise[a, sl].double().pow(2).sum()) for sl in levels], levels)
+    return diffs, weights
+
+
 @dataclass
 class LatentCovariance:
     """A rank-k + isotropic model of the latents' covariance (12,288 dimensions cannot
@@ -612,7 +640,8 @@ def build_directions(model: Glow, model_dir: str | Path, images_uint8: torch.Ten
                      attr_names: list[str], attrs: np.ndarray, method: str = "mean",
                      shrinkage: float = 0.5, rank: int = 256, quantile: float = 0.9,
                      latents: torch.Tensor | None = None,
-                     unseen: tuple[torch.Tensor, np.ndarray] | None = None) -> Directions:
+                     unseen: tuple[torch.Tensor, np.ndarray] | None = None,
+                     shrink: bool = True) -> Directions:
     """Encode labelled faces (unless ``latents`` are given) and fit one direction per
     attribute, under friendly names.
 
@@ -623,6 +652,9 @@ def build_directions(model: Glow, model_dir: str | Path, images_uint8: torch.Ten
     (``heldout_gaps``): a clear, typical edit in the labels' own terms.
     ``lda``: Fisher's discriminant with ``shrinkage`` towards the identity, over a rank-
     ``rank`` + isotropic covariance (``LatentCovariance``), rescaled by ``calibrate``.
+    ``conditional``: the difference among faces alike in the confounders and face colour
+    (``conditional_differences``), with ``shrink`` each level shrunk by its James-Stein
+    factor (``shrunk_conditional_differences``), calibrated like ``shrunk``.
     ``unseen``: (latents, labels) of faces the model never trained on; the held-out-gap
     units are lengthened by ``unseen_scale`` measured on them.
     """
@@ -646,18 +678,28 @@ def build_directions(model: Glow, model_dir: str | Path, images_uint8: torch.Ten
     elif method == "conditional":
         colour = None if images_uint8 is None else face_colour(images_uint8)
 
+        levels = level_slices(model)
+
         def fit(z: torch.Tensor, y: np.ndarray, rows: np.ndarray | None = None
                 ) -> torch.Tensor:
             c = colour if colour is None or rows is None else colour[rows]
+            if shrink:
+                return shrunk_conditional_differences(z, y, attr_names, levels, c)[0]
             return conditional_differences(z, y, attr_names, c)
 
-        diffs = fit(latents, attrs)
+        if shrink:
+            diffs, level_weights = shrunk_conditional_differences(latents, attrs, attr_names,
+                                                                  levels, colour)
+        else:
+            diffs = fit(latents, attrs)
         positions, fold = heldout_positions(latents, attrs, fit, pass_index=True)
         gaps = gaps_from_positions(positions, fold, attrs, quantile)
         diffs, unit = _scaled_to_gaps(diffs, gaps, quantile)
         how = ("difference with and without the attribute among faces alike in "
                + ", ".join(CONFOUNDERS) + (" and face colour" if colour is not None else "")
-               + " (least squares on the labels), calibrated on held-out folds")
+               + " (least squares on the labels)"
+               + (", each latent level shrunk by its James-Stein factor" if shrink else "")
+               + ", calibrated on held-out folds")
     else:
         covariance = LatentCovariance.fit(latents, rank)
         diffs = lda_directions(latents, attrs, covariance, shrinkage)
@@ -706,7 +748,7 @@ def build_directions(model: Glow, model_dir: str | Path, images_uint8: torch.Ten
         meta["quantile"] = quantile
         meta["held_fixed"] = {friendly: held_fixed(celeba, attr_names) for friendly, (celeba, _, _)
                               in {**MAIN_ATTRIBUTES, **OTHER_ATTRIBUTES}.items()}
-    if method == "shrunk":
+    if method == "shrunk" or (method == "conditional" and shrink):
         meta["quantile"] = quantile
         meta["level_weights"] = {
             friendly: [round(float(w), 3) for w in level_weights[by_celeba[celeba]]]

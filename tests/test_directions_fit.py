@@ -23,6 +23,7 @@ from glow_demo.directions import (
     heldout_gaps,
     lda_directions,
     mean_differences,
+    shrunk_conditional_differences,
     shrunk_mean_differences,
     unseen_scale,
 )
@@ -123,6 +124,23 @@ def test_conditional_direction_holds_the_confounder_fixed() -> None:
     assert float(plain[1]) > 0.6  # the plain difference paints makeup too
     assert abs(float(held[1])) < 0.1  # held fixed: no makeup component
     assert float(held[0]) == pytest.approx(1.0, abs=0.1)  # and the smile itself is whole
+
+
+def test_conditional_levels_without_signal_are_shrunk_away() -> None:
+    """The attributes sit on the first 'level' only: the second, all sampling noise, is
+    scaled to ~0, so the direction points at the truth far more closely, while the
+    confounder stays held fixed."""
+    z, labels, names = _confounded()
+    levels = [slice(0, 200), slice(200, D)]
+    plain = conditional_differences(z, labels, names)
+    shrunk, weights = shrunk_conditional_differences(z, labels, names, levels)
+    assert weights.shape == (3, 2)
+    assert (weights[:, 1] < 0.1).all() and (weights[:, 0] > 0.7).all(), weights
+    truth = torch.zeros(D)
+    truth[0] = 1
+    assert _cos(shrunk[0], truth) > max(0.9, _cos(plain[0], truth) + 0.04)
+    assert abs(float(shrunk[0, 1])) < 0.1  # makeup still held fixed
+    assert float(shrunk[0, 0]) == pytest.approx(float(plain[0, 0]) * weights[0, 0], rel=1e-4)
 
 
 def test_conditional_without_confounders_is_the_mean_difference() -> None:
