@@ -20,7 +20,8 @@ blur (``SMOOTHING``, in 64 px pixels) that brings the peak below it.
 The change is taken between two decodes of that base, so it is still zero at zero
 strength and is still added to the photo's own pixels; only what the change is computed
 from is smoothed. If an edit still explodes (several sliders at once, say), it is scaled
-back to the largest fraction that decodes stably, and ``EditResult.applied`` says so.
+back to the largest fraction that decodes well clear of that (``BACKOFF_PEAK``), and
+``EditResult.applied`` says so.
 
 ``FaceEditor`` is what the CLI and the Gradio app use. It is shared between
 threads: inference has no mutable state, and the encoding cache has a lock.
@@ -59,6 +60,13 @@ CACHE_SIZE = 32
 SMOOTHING: tuple[float, ...] = (0.0, 0.5, 0.75, 1.0, 1.5, 2.0)
 BASE_PEAK = 6.5
 BACKOFF_STEPS = 5  # bisection steps when an edit must be scaled back to decode stably
+# How far back an edit that explodes is scaled. The last stretch before an explosion
+# already shows it: Grace Hopper's glasses +1.5 (model v6) peaks at 5.8 at 0.6 of the
+# step, 8.1 at 0.7 with a small coloured patch at her temple, 14.7 at 0.75 with a rainbow
+# across it, and past 1e9 at the whole step. So such an edit is scaled back to where its
+# decode peaks below BACKOFF_PEAK (ordinary faces peak at 4-6.5), not just below
+# STABLE_PEAK; only if no fraction does, to below STABLE_PEAK as before.
+BACKOFF_PEAK = 7.5
 # Directions that on some faces draw another attribute the model knows, and that one:
 # aging draws glasses. The age step moves eye bags, lids and wrinkles, and for some faces
 # the model answers with what dark lines across the eyes most often are in CelebA, a
@@ -370,7 +378,8 @@ class FaceEditor:
 
     def _decode_stably(self, base: torch.Tensor, offset: torch.Tensor,
                        unchanged: torch.Tensor | None) -> tuple[torch.Tensor, float]:
-        """decode(base + k * offset) for the largest k in (0, 1] that decodes stably.
+        """decode(base + k * offset) for the largest k in (0, 1] that decodes stably:
+        1 if the whole edit peaks below STABLE_PEAK, else (bisected) below BACKOFF_PEAK.
 
         ``unchanged`` is decode(base) when the caller has it (a prepared face does).
         """
@@ -379,14 +388,17 @@ class FaceEditor:
         decoded, peak = self.model.decode_with_peak((base + offset)[None])
         if peak[0] < STABLE_PEAK:
             return decoded[0], 1.0
-        low, low_image, high = 0.0, unchanged, 1.0
-        for _ in range(BACKOFF_STEPS):
-            k = (low + high) / 2
-            decoded, peak = self.model.decode_with_peak((base + k * offset)[None])
-            if peak[0] < STABLE_PEAK:
-                low, low_image = k, decoded[0]
-            else:
-                high = k
+        for limit in (BACKOFF_PEAK, STABLE_PEAK):
+            low, low_image, high = 0.0, unchanged, 1.0
+            for _ in range(BACKOFF_STEPS):
+                k = (low + high) / 2
+                decoded, peak = self.model.decode_with_peak((base + k * offset)[None])
+                if peak[0] < limit:
+                    low, low_image = k, decoded[0]
+                else:
+                    high = k
+            if low > 0:
+                break
         if low_image is None:  # even a small step explodes: the face is left as it is
             low_image = self.model.decode(base[None])[0]
         return low_image, low
