@@ -846,7 +846,7 @@ def build_age_direction(model: Glow, model_dir: str | Path,
     noise per level from the same split halves. With 6,000 faces the noise is about half
     the slope's norm, most of it on the two finest levels (a fixed speckle the edit would
     add to every face); shrunk, the direction's position predicts held-out adults' ages
-    better (correlation 0.593 against 0.556 for the shipped model of 2026-11-29), so the
+    better (correlation 0.593 against 0.556 with model v5), so the
     +30-year step is shorter (norm 9.6 against 10.8) and carries less that is not age.
 
     ``units``: "slope" makes 1.0 the mean latent change of 30 years (what the average
