@@ -14,7 +14,8 @@ A package is named by what it was compiled from (the folded weights, the decode
 precision, torch's version, the CPU's instruction set, the thread count), so a changed
 model or machine builds a new one and never loads a stale one. The cache folder is
 ``$GLOW_DEMO_CACHE`` or ``~/.cache/glow-demo``: packages are native code, like
-inductor's own cache, and are only ever loaded from there.
+inductor's own cache, and are only ever loaded from there. Each is about 19 MB and a new
+model makes a new one, so building one drops all but the ``KEEP_PACKAGES`` newest.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ import torch
 from .model import Glow
 
 CACHE_ENV = "GLOW_DEMO_CACHE"
+# packages kept in the cache folder: both decode precisions of this model and the last
+KEEP_PACKAGES = 4
 
 
 def cache_dir() -> Path:
@@ -65,7 +68,23 @@ def build(model: Glow, path: str | Path) -> Path:
             torch._inductor.aoti_compile_and_package(
                 program, package_path=str(partial), inductor_configs={"freezing": True})
             os.replace(partial, path)
+    prune(path.parent)
     return path
+
+
+def prune(cache: str | Path, keep: int = KEEP_PACKAGES) -> list[Path]:
+    """Delete all but the ``keep`` most recently written packages in ``cache``; returns
+    those deleted. A package another running app has loaded stays mapped in it."""
+    packages = sorted(Path(cache).glob("decode-*.pt2"), key=lambda p: p.stat().st_mtime,
+                      reverse=True)
+    dropped = []
+    for old in packages[keep:]:
+        try:
+            old.unlink()
+            dropped.append(old)
+        except OSError:
+            pass  # gone already, or not ours to delete: leave it
+    return dropped
 
 
 def load(model: Glow, path: str | Path) -> bool:

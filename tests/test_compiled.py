@@ -3,6 +3,7 @@ peaks, cached by what it was compiled from, built in another process for the app
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -131,3 +132,20 @@ def test_compiled_bf16_decode_of_the_shipped_model_is_float32_within_bf16s_error
     for t in threads:
         t.join()
     assert all(torch.equal(together[i], alone[i]) for i in range(6))
+
+
+def test_building_a_package_keeps_only_the_newest_few(tmp_path) -> None:
+    """A new model makes a new 19 MB package: the cache keeps the KEEP_PACKAGES most
+    recently written and nothing else of ours is touched."""
+    for i in range(compiled.KEEP_PACKAGES + 2):
+        package = tmp_path / f"decode-{i:024d}.pt2"
+        package.write_bytes(b"x")
+        os.utime(package, (1_000_000 + i, 1_000_000 + i))
+    other = tmp_path / "notes.txt"
+    other.write_text("mine")
+    dropped = compiled.prune(tmp_path)
+    assert sorted(p.name for p in dropped) == [f"decode-{i:024d}.pt2" for i in (0, 1)]
+    kept = sorted(p.name for p in tmp_path.glob("decode-*.pt2"))
+    assert kept == [f"decode-{i:024d}.pt2" for i in range(2, compiled.KEEP_PACKAGES + 2)]
+    assert other.read_text() == "mine"
+    assert compiled.prune(tmp_path) == []
