@@ -203,13 +203,20 @@ def shrink_levels(vector: torch.Tensor, noise: list[float], levels: list[slice]
     max(0, 1 - noise / |part|^2), and those factors: ``noise`` is each level's expected
     squared norm of sampling noise. Noise spreads evenly over a level's dimensions and the
     signal does not, so a level that is mostly noise is mostly dropped."""
-    out = vector.clone()
     weights = np.zeros(len(levels))
     for k, (sl, level_noise) in enumerate(zip(levels, noise, strict=True)):
         total = float(vector[sl].double().pow(2).sum())
         weights[k] = max(0.0, 1 - level_noise / total) if total > 0 else 0.0
-        out[sl] *= weights[k]
-    return out, weights
+    return scale_levels(vector, weights, levels), weights
+
+
+def scale_levels(vector: torch.Tensor, weights: np.ndarray, levels: list[slice]
+                 ) -> torch.Tensor:
+    """A copy of ``vector`` with each level multiplied by its weight."""
+    out = vector.clone()
+    for sl, w in zip(levels, weights, strict=True):
+        out[sl] *= float(w)
+    return out
 
 
 def heldout_positions(latents: torch.Tensor, labels: np.ndarray, fit, folds: int = 2,
@@ -895,8 +902,7 @@ def build_age_direction(model: Glow, model_dir: str | Path,
             direction, [float(noise[sl].double().pow(2).sum()) for sl in levels], levels)
         if weights.any():  # all noise (a handful of faces): left as fitted
             direction, level_weights = shrunk, weights
-            noise = noise * torch.cat([torch.full((sl.stop - sl.start,), float(w))
-                                       for sl, w in zip(levels, weights, strict=True)])
+            noise = scale_levels(noise, weights, levels)
     calibration = {}
     if units == "heldout":
         held = select_utkface(everyone, n_heldout, split="val", bins=bins)
