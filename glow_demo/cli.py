@@ -627,8 +627,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "= the step over which held-out UTKFace adults' real ages rise 30 years "
                    "(longer; see README)")
     p.add_argument("--age-keeps-colour", action="store_true",
-                   help="do not hold the face's colour fixed in the age regression (older "
-                   "UTKFace faces are redder: aging then paints red patches)")
+                   help="do not hold the face's colour and brightness fixed in the age "
+                   "regression (older UTKFace faces are redder: aging then paints red "
+                   "patches)")
     p.add_argument("--only-utkface", action="store_true",
                    help="add `age_years` to the existing directions of this model without "
                    "re-encoding CelebA (implies --utkface)")

@@ -3,7 +3,8 @@
 OpenAI's Glow demo took, for each CelebA yes/no label, the difference of the mean
 latents of faces with and without it (``--method mean``). The default here
 (``conditional``) is that difference among faces alike in the labels that travel with it
-(gender, age, makeup, ...) and in the face's colour, a least-squares fit on the labels
+(gender, age, makeup, ...) and in the face's colour and skin brightness, a least-squares
+fit on the labels
 (``conditional_differences``). A fit on ~24,000 faces in 12,288 dimensions is still
 largely sampling noise, spread over every dimension and so mostly on the fine levels, so
 each latent level is scaled by its James-Stein factor (``shrink_levels``). Edits add
@@ -22,12 +23,13 @@ One direction is learned from *real ages* instead of a yes/no label: ``age_years
 mostly young adults; UTKFace gives each face its age in years. On a balanced set of
 UTKFace adults (18-80, stratified by decade and gender) the standardised latent is
 fitted by least squares as ``latent ~ a + b * age + gender + race (+ face colour)``, with
-gender, UTKFace's race label and (``hold_colour``) the face's colour held fixed: older
-UTKFace faces are far more often labelled White, and redder, so without those the slope
-would also lighten the skin and paint red patches. Its length: **strength 1.0 = +30
-years**, -1.0 = 30 years younger, either as the mean latent change of 30 years (``30 *
-b``, units "slope") or, longer and closer to what a face shows, as the step over which
-held-out adults' real ages rise 30 years (units "heldout", see ``build_age_direction``).
+gender, UTKFace's race label and (``hold_colour``) the face's colour and skin brightness
+held fixed: older UTKFace faces are far more often labelled White, and redder, so
+without those the slope would also lighten the skin and paint red patches. Its length:
+**strength 1.0 = +30 years**, -1.0 = 30 years younger, either as the mean latent change
+of 30 years (``30 * b``, units "slope") or, longer and closer to what a face shows, as the
+step over which held-out adults' real ages rise 30 years (units "heldout", see
+``build_age_direction``).
 UTKFace's crop is tighter than the model's: aligned, it fills only the middle ~45 % of
 the model input and the rest is edge-replicated fill, so the direction is kept only over
 the covered part (``latent_mask``); otherwise it would repaint the hair and background
@@ -50,6 +52,7 @@ from tqdm import tqdm
 
 from .data import to_unit
 from .model import Glow, WeightsError
+from .skin import LUMA, skin_mask
 from .utkface import (
     AGE_BINS,
     DEFAULT_UTKFACE,
@@ -323,25 +326,34 @@ PART_OF: dict[str, tuple[str, ...]] = {
 }
 
 
-# labels whose look is the face's own colour: the face colour is not held fixed for them
+# labels whose look is the face's own colour: the face colour (and brightness) is not held
+# fixed for them
 COLOUR_IS_THE_POINT: tuple[str, ...] = ("Heavy_Makeup", "Wearing_Lipstick", "Rosy_Cheeks",
                                         "Pale_Skin", "Male")
 FACE_BOX = (0.25, 0.375, 0.75, 0.875)  # x0, y0, x1, y1 of the aligned crop: cheeks to chin
 
 
 def face_colour(images_uint8: torch.Tensor) -> np.ndarray:
-    """(N, 2): each face's mean red minus green and blue minus green over ``FACE_BOX``
-    (the skin between the eyes and the chin; hair and background stay out), 0-255.
+    """(N, 3): each face's mean red minus green and blue minus green over ``FACE_BOX``
+    (the skin between the eyes and the chin; hair and background stay out), and its skin's
+    mean brightness (Rec. 601 luma over ``skin.skin_mask``: eyes, brows and mouth out,
+    so a smile's teeth do not count), all 0-255.
 
     Held fixed while fitting a direction (method "conditional", and ``age_years``), it
-    keeps the colour cast that travels with a label out of its direction: UTKFace's older
-    faces and CelebA's smiling ones are redder on average, and that was the red patches
-    of issue 10.
+    keeps the colour cast and the lighting that travel with a label out of its direction:
+    UTKFace's older faces and CelebA's smiling ones are redder on average, and that was
+    the red patches of issue 10. Brightness: gray-haired, blond and smiling CelebA faces
+    are lit brighter, and without it smile + age + gray hair at +1 lightened the skin of
+    204 held-out faces by 18 (of 255) on average (the meter's ``skin_lighter``; a dark-
+    skinned man came out light-skinned); with it, by 2.
     """
     r = images_uint8.shape[-1]
     x0, y0, x1, y1 = (round(f * r) for f in FACE_BOX)
     box = images_uint8[:, :, y0:y1, x0:x1].double().mean((2, 3)).numpy()  # (N, 3)
-    return np.stack([box[:, 0] - box[:, 1], box[:, 2] - box[:, 1]], 1)
+    weights = skin_mask(r)[0].double()
+    luma = torch.tensor(LUMA, dtype=torch.float64).view(1, 3, 1, 1)
+    skin = ((images_uint8.double() * luma).sum(1) * weights).sum((1, 2)) / weights.sum()
+    return np.stack([box[:, 0] - box[:, 1], box[:, 2] - box[:, 1], skin.numpy()], 1)
 
 
 def held_fixed(attribute: str, attr_names: list[str]) -> list[str]:
@@ -666,6 +678,7 @@ def build_directions(model: Glow, model_dir: str | Path, images_uint8: torch.Ten
     ``lda``: Fisher's discriminant with ``shrinkage`` towards the identity, over a rank-
     ``rank`` + isotropic covariance (``LatentCovariance``), rescaled by ``calibrate``.
     ``conditional``: the difference among faces alike in the confounders and face colour
+    and brightness
     (``conditional_differences``), with ``shrink`` each level shrunk by its James-Stein
     factor (``shrunk_conditional_differences``), calibrated like ``shrunk``.
     ``unseen``: (latents, labels) of faces the model never trained on; the held-out-gap
@@ -709,7 +722,8 @@ def build_directions(model: Glow, model_dir: str | Path, images_uint8: torch.Ten
         gaps = gaps_from_positions(positions, fold, attrs, quantile)
         diffs, unit = _scaled_to_gaps(diffs, gaps, quantile)
         how = ("difference with and without the attribute among faces alike in "
-               + ", ".join(CONFOUNDERS) + (" and face colour" if colour is not None else "")
+               + ", ".join(CONFOUNDERS)
+               + (" and face colour and brightness" if colour is not None else "")
                + " (least squares on the labels)"
                + (", each latent level shrunk by its James-Stein factor" if shrink else "")
                + ", calibrated on held-out folds")
@@ -867,8 +881,8 @@ def build_age_direction(model: Glow, model_dir: str | Path,
     is a longer step (1 / corr^2 times the slope's, for a correlation corr), fitted to the
     data's labels, not to any age estimator. ``n_heldout`` caps the held-out faces
     (balanced like the rest; all 1,830 by default). ``hold_colour`` adds the face's
-    colour (``face_colour``) to the covariates: UTKFace's older faces are redder, and
-    without it aging paints red patches.
+    colour and skin brightness (``face_colour``) to the covariates: UTKFace's older faces
+    are redder, and without it aging paints red patches.
     """
     if units not in AGE_UNITS:
         raise ValueError(f"unknown age units {units!r}; one of {AGE_UNITS}")
@@ -948,7 +962,7 @@ def build_age_direction(model: Glow, model_dir: str | Path,
         "units": units,
         **calibration,
         "years_per_strength": YEARS_PER_STRENGTH,
-        "covariates": list(covariates) + (["face colour"] if hold_colour else []),
+        "covariates": list(covariates) + (["face colour and brightness"] if hold_colour else []),
         "source": "UTKFace (Zhang, Song, Qi, CVPR 2017), training split: 9 in 10 files by "
                   "a hash of the name",
         "n_selected": len(faces),

@@ -105,7 +105,7 @@ def test_direction_is_finite_latent_sized_and_says_its_unit(built, model: Glow) 
     assert info["n_images"] + info["n_skipped"] == info["n_selected"] == N_BUILD
     assert info["n_skipped"] == sum(info["skipped"].values()) <= N_BUILD // 10
     assert info["ages"] == [18, 80]
-    assert info["covariates"] == ["gender", "race", "face colour"]
+    assert info["covariates"] == ["gender", "race", "face colour and brightness"]
     assert info["norm"] == pytest.approx(float(vector.norm()), abs=1e-3)
     assert info["norm"] < info["norm_unmasked"]
 

@@ -167,13 +167,18 @@ def test_face_colour_held_fixed_except_where_colour_is_the_point() -> None:
     assert float(held[1, 3]) == pytest.approx(float(plain[1, 3]), abs=1e-4)
 
 
-def test_face_colour_reads_the_skin_box() -> None:
-    images = torch.zeros(2, 3, 64, 64, dtype=torch.uint8)
+def test_face_colour_reads_the_skin_box_and_skin_brightness() -> None:
+    images = torch.zeros(4, 3, 64, 64, dtype=torch.uint8)
     images[0, 0] = 200  # a red face
     images[1, 2, 24:56, 16:48] = 100  # blue only inside the face box
+    images[2] = 120  # a grey face: no colour cast, brightness 120
+    images[3, :, 50:55, 27:37] = 255  # white teeth only: the mouth is not skin
     colour = face_colour(images)
-    assert colour[0].tolist() == pytest.approx([200.0, 0.0])
-    assert colour[1].tolist() == pytest.approx([0.0, 100.0])
+    assert colour[0].tolist() == pytest.approx([200.0, 0.0, 0.299 * 200])
+    assert colour[1, :2].tolist() == pytest.approx([0.0, 100.0])
+    assert 0 < colour[1, 2] < 0.114 * 100
+    assert colour[2].tolist() == pytest.approx([0.0, 0.0, 120.0], abs=1e-6)
+    assert colour[3, 2] < 2.0  # a smile's teeth leave the skin's brightness alone
 
 
 # ----- edit ranges: how far an edit may take a face -----------------------------------
