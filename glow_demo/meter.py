@@ -37,6 +37,7 @@ from PIL import Image
 from torch import nn
 
 from .data import load_pack
+from .skin import LUMA, skin_mask
 from .utkface import DEFAULT_UTKFACE, chip_coverage, chip_transform, read_utkface, warp_chips
 
 METER_FILE = "meter.safetensors"
@@ -338,8 +339,21 @@ class EditRecord:
     redness: float = 0.0  # mean change of red against green and blue inside the face
     blotch: float = 0.0  # 99th percentile of the colour (not brightness) change in the face
     red_patch: float = 0.0  # cheek_redness: the reddest block on the cheeks
+    lighter: float = 0.0  # mean change of the skin's brightness (luma), 0..255
     glasses_had: float = 0.0  # P(Eyeglasses) before: an edit may draw frames it is not for
     glasses_has: float = 0.0  # after
+
+
+def skin_lighter(before: torch.Tensor, after: torch.Tensor) -> float:
+    """How much lighter the skin became (mean luma change over ``skin.skin_mask``: eyes,
+    brows, mouth, hair and background left out), 0-255, between two read-back (3, 64,
+    64) crops. An edit that is not about the skin should not lighten or darken it: that
+    changes who the person looks like (issue 10: smile + age + gray hair turned a dark-
+    skinned man light-skinned)."""
+    change = after.double() - before.double()
+    luma = torch.tensor(LUMA, dtype=torch.float64).view(3, 1, 1)
+    weights = skin_mask(change.shape[-1])[0].double()
+    return float(((change * luma).sum(0) * weights).sum() / weights.sum())
 
 
 def celeba_validation_photos(root: str | Path, n: int) -> list[Path]:
@@ -390,6 +404,7 @@ def measure(editor, meter: Meter, photos: list[Path], edits: list[tuple[str, flo
                 redness=float((signed[..., 0] - signed[..., 1:].mean(2))[mask].mean()),
                 blotch=float(np.percentile(colour[mask], 99)),
                 red_patch=cheek_redness(face.photo, out, face.aligned.landmarks),
+                lighter=skin_lighter(crops[0], crops[j + 1]),
                 glasses_had=float(probs["Eyeglasses"][0]),
                 glasses_has=float(probs["Eyeglasses"][j + 1])))
         if (k + 1) % 20 == 0:
@@ -401,8 +416,9 @@ def summarise(records: list[EditRecord]) -> list[dict]:
     """One row per (attribute, strength): the share of faces without the attribute that
     gain it (with it that lose it, for negative strengths), the mean change of estimated
     age, the share still the same person, the mean change outside/inside the face (0-255),
-    the mean reddening of the face, its 99th-percentile colour change, and the share of
-    faces with a red patch on the cheeks (``cheek_redness`` over ``RED_PATCH``)."""
+    the mean reddening of the face, its 99th-percentile colour change, the share of
+    faces with a red patch on the cheeks (``cheek_redness`` over ``RED_PATCH``), and how
+    much lighter the skin became (``skin_lighter``)."""
     rows = []
     keys = sorted({(r.attribute, r.strength) for r in records})
     for name, s in keys:
@@ -425,6 +441,7 @@ def summarise(records: list[EditRecord]) -> list[dict]:
         row["redness"] = float(np.mean([r.redness for r in group]))
         row["blotch"] = float(np.mean([r.blotch for r in group]))
         row["red_patches"] = float(np.mean([r.red_patch > RED_PATCH for r in group]))
+        row["lighter"] = float(np.mean([r.lighter for r in group]))
         if EDIT_TARGETS.get(name) != "Eyeglasses":
             bare = [r for r in group if r.glasses_had < 0.5]
             row["glasses_drawn"] = (float(np.mean([r.glasses_has >= 0.5 for r in bare]))
@@ -435,14 +452,15 @@ def summarise(records: list[EditRecord]) -> list[dict]:
 
 def format_table(rows: list[dict]) -> str:
     lines = ["| edit | strength | faces | gains (s>0) / loses (s<0) | Δ age (years) | same "
-             "person | descriptor distance | |Δ| outside face | |Δ| inside face | redness | colour "
-             "p99 | red patches | glasses drawn |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "person | descriptor distance | mean abs Δ outside face | mean abs Δ inside face "
+             "| redness | colour p99 | red patches | lighter | glasses drawn |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         flip = (f"{r['flip']:.0%} of {r['n_flip']}" if "flip" in r and r["n_flip"] else "–")
         lines.append(f"| {r['edit']} | {r['strength']:+g} | {r['n']} | {flip} | "
                      f"{r['d_age']:+.1f} | {r['same']:.0%} | {r['dist']:.3f} | "
                      f"{r['outside']:.2f} | {r['inside']:.2f} | {r['redness']:+.1f} | "
                      f"{r['blotch']:.0f} | {r.get('red_patches', float('nan')):.0%} | "
+                     f"{r.get('lighter', float('nan')):+.1f} | "
                      + (f"{r['glasses_drawn']:.0%} |" if "glasses_drawn" in r else "– |"))
     return "\n".join(lines)

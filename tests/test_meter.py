@@ -20,7 +20,9 @@ from glow_demo.meter import (
     Meter,
     cheek_redness,
     face_mask,
+    format_table,
     read_back,
+    skin_lighter,
     small_cnn,
     summarise,
 )
@@ -117,6 +119,26 @@ def test_summary_counts_gains_among_faces_without_the_attribute() -> None:
     assert rows[1.0]["d_age"] == pytest.approx(1.0)
     age = summarise([_record("age_years", 1.0, math.nan, math.nan, 0.2)])[0]
     assert "flip" not in age and age["d_age"] == pytest.approx(1.0)
+
+
+def test_summary_reports_how_much_lighter_faces_became() -> None:
+    records = [_record("gray_hair", 1.0, 0.1, 0.9, 0.3) for _ in range(4)]
+    for r, lighter in zip(records, (20.0, 10.0, 0.0, -6.0), strict=True):
+        r.lighter = lighter
+    row = summarise(records)[0]
+    assert row["lighter"] == pytest.approx(6.0)
+    header, rule, line = format_table([row]).splitlines()
+    assert header.count("|") == rule.count("|") == line.count("|")
+    assert "| lighter |" in header and "| +6.0 |" in line
+
+
+def test_skin_lighter_reads_the_skin_not_the_hair_or_teeth() -> None:
+    before = torch.full((3, 64, 64), 90, dtype=torch.uint8)
+    assert skin_lighter(before, before + 30) == pytest.approx(30.0)
+    hair = before.clone()
+    hair[:, :20] = 255  # the top of the head turns white (gray hair)
+    hair[:, 50:55, 27:37] = 255  # teeth (a smile)
+    assert abs(skin_lighter(before, hair)) < 0.5
 
 
 def test_cheek_redness_sees_a_red_patch_not_a_brighter_face(astronaut) -> None:
