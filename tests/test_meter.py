@@ -26,7 +26,13 @@ from glow_demo.meter import (
     small_cnn,
     summarise,
 )
-from glow_demo.utkface import chip_coverage, chip_transform, read_utkface, warp_chips
+from glow_demo.utkface import (
+    DEFAULT_UTKFACE,
+    chip_coverage,
+    chip_transform,
+    read_utkface,
+    warp_chips,
+)
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "faces"
 ASTRONAUT, HOPPER = ASSETS / "astronaut.png", ASSETS / "grace_hopper.jpg"
@@ -92,6 +98,7 @@ def test_meter_round_trips_through_safetensors(tmp_path: Path) -> None:
     assert np.allclose(meter.ages(faces), loaded.ages(faces))
 
 
+@pytest.mark.needs_data(DEFAULT_UTKFACE)
 def test_one_transform_puts_utkface_chips_where_dlib_does() -> None:
     faces = read_utkface()
     matrix = chip_transform(faces, n=6)
