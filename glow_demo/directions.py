@@ -4,15 +4,14 @@ OpenAI's Glow demo took, for each CelebA yes/no label, the difference of the mea
 latents of faces with and without it (``--method mean``). The default here
 (``conditional``) is that difference among faces alike in the labels that travel with it
 (gender, age, makeup, ...) and in the face's colour and skin brightness, a least-squares
-fit on the labels
-(``conditional_differences``). A fit on ~24,000 faces in 12,288 dimensions is still
-largely sampling noise, spread over every dimension and so mostly on the fine levels, so
-each latent level is scaled by its James-Stein factor (``shrink_levels``). Edits add
-``strength * direction`` to a face's latent; **strength 1.0 moves a face by the held-out
-gap between the median face without the attribute and the 95th-percentile face with
-it**, lengthened for faces the model never trained on (``unseen_scale``), and each face
-stops where held-out faces stop (``edit_range``). Slider ranges are kept within about
-+-1.5, where decoded faces stay faces.
+fit on the labels (``conditional_differences``). A fit on ~24,000 faces in 12,288
+dimensions is still largely sampling noise, spread over every dimension and so mostly on
+the fine levels, so each latent level is scaled by its James-Stein factor
+(``shrink_levels``). Edits add ``strength * direction`` to a face's latent; **strength
+1.0 moves a face by the held-out gap between the median face without the attribute and
+the 95th-percentile face with it**, lengthened for faces the model never trained on
+(``unseen_scale``), and each face stops where held-out faces stop (``edit_range``).
+Slider ranges are kept within about +-1.5, where decoded faces stay faces.
 
 A direction can be *disentangled* from others (in the spirit of InterFaceGAN's
 conditional boundaries): its components along the chosen directions are projected
@@ -52,7 +51,7 @@ from tqdm import tqdm
 
 from .data import to_unit
 from .model import Glow, WeightsError
-from .skin import LUMA, skin_mask
+from .skin import skin_brightness
 from .utkface import (
     AGE_BINS,
     DEFAULT_UTKFACE,
@@ -336,8 +335,8 @@ FACE_BOX = (0.25, 0.375, 0.75, 0.875)  # x0, y0, x1, y1 of the aligned crop: che
 def face_colour(images_uint8: torch.Tensor) -> np.ndarray:
     """(N, 3): each face's mean red minus green and blue minus green over ``FACE_BOX``
     (the skin between the eyes and the chin; hair and background stay out), and its skin's
-    mean brightness (Rec. 601 luma over ``skin.skin_mask``: eyes, brows and mouth out,
-    so a smile's teeth do not count), all 0-255.
+    mean brightness (``skin.skin_brightness``: eyes, brows and mouth left out, so a
+    smile's teeth do not count), all 0-255.
 
     Held fixed while fitting a direction (method "conditional", and ``age_years``), it
     keeps the colour cast and the lighting that travel with a label out of its direction:
@@ -350,10 +349,8 @@ def face_colour(images_uint8: torch.Tensor) -> np.ndarray:
     r = images_uint8.shape[-1]
     x0, y0, x1, y1 = (round(f * r) for f in FACE_BOX)
     box = images_uint8[:, :, y0:y1, x0:x1].double().mean((2, 3)).numpy()  # (N, 3)
-    weights = skin_mask(r)[0].double()
-    luma = torch.tensor(LUMA, dtype=torch.float64).view(1, 3, 1, 1)
-    skin = ((images_uint8.double() * luma).sum(1) * weights).sum((1, 2)) / weights.sum()
-    return np.stack([box[:, 0] - box[:, 1], box[:, 2] - box[:, 1], skin.numpy()], 1)
+    skin = skin_brightness(images_uint8).numpy()
+    return np.stack([box[:, 0] - box[:, 1], box[:, 2] - box[:, 1], skin], 1)
 
 
 def held_fixed(attribute: str, attr_names: list[str]) -> list[str]:
@@ -677,10 +674,10 @@ def build_directions(model: Glow, model_dir: str | Path, images_uint8: torch.Ten
     (``heldout_gaps``): a clear, typical edit in the labels' own terms.
     ``lda``: Fisher's discriminant with ``shrinkage`` towards the identity, over a rank-
     ``rank`` + isotropic covariance (``LatentCovariance``), rescaled by ``calibrate``.
-    ``conditional``: the difference among faces alike in the confounders and face colour
-    and brightness
-    (``conditional_differences``), with ``shrink`` each level shrunk by its James-Stein
-    factor (``shrunk_conditional_differences``), calibrated like ``shrunk``.
+    ``conditional``: the difference among faces alike in the confounders and in face
+    colour and brightness (``conditional_differences``), with ``shrink`` each level shrunk
+    by its James-Stein factor (``shrunk_conditional_differences``), calibrated like
+    ``shrunk``.
     ``unseen``: (latents, labels) of faces the model never trained on; the held-out-gap
     units are lengthened by ``unseen_scale`` measured on them.
     """

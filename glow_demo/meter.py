@@ -37,7 +37,7 @@ from PIL import Image
 from torch import nn
 
 from .data import load_pack
-from .skin import LUMA, skin_mask
+from .skin import skin_brightness
 from .utkface import DEFAULT_UTKFACE, chip_coverage, chip_transform, read_utkface, warp_chips
 
 METER_FILE = "meter.safetensors"
@@ -345,15 +345,12 @@ class EditRecord:
 
 
 def skin_lighter(before: torch.Tensor, after: torch.Tensor) -> float:
-    """How much lighter the skin became (mean luma change over ``skin.skin_mask``: eyes,
-    brows, mouth, hair and background left out), 0-255, between two read-back (3, 64,
-    64) crops. An edit that is not about the skin should not lighten or darken it: that
-    changes who the person looks like (issue 10: smile + age + gray hair turned a dark-
-    skinned man light-skinned)."""
-    change = after.double() - before.double()
-    luma = torch.tensor(LUMA, dtype=torch.float64).view(3, 1, 1)
-    weights = skin_mask(change.shape[-1])[0].double()
-    return float(((change * luma).sum(0) * weights).sum() / weights.sum())
+    """How much lighter the skin became (``skin.skin_brightness``: eyes, brows, mouth,
+    hair and background left out), 0-255, between two read-back (3, 64, 64) crops. An
+    edit that is not about the skin should not lighten or darken it: that changes who the
+    person looks like (issue 10: smile + age + gray hair turned a dark-skinned man
+    light-skinned)."""
+    return float(skin_brightness(after) - skin_brightness(before))
 
 
 def celeba_validation_photos(root: str | Path, n: int) -> list[Path]:

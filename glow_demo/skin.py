@@ -58,6 +58,15 @@ def skin_mask(resolution: int) -> torch.Tensor:
     return torch.from_numpy(mask)[None]
 
 
+def skin_brightness(images: torch.Tensor) -> torch.Tensor:
+    """(...,) the mean brightness (Rec. 601 luma) of the skin of aligned faces (..., 3, R,
+    R), in their own units, over ``skin_mask`` (eyes, brows, mouth, hair and background
+    left out): what the directions hold fixed and the meter's ``skin_lighter`` reads."""
+    weights = skin_mask(images.shape[-1]).to(torch.float64).to(images.device)[0]
+    luma = torch.tensor(LUMA, dtype=torch.float64, device=images.device).view(3, 1, 1)
+    return ((images.double() * luma).sum(-3) * weights).sum((-2, -1)) / weights.sum()
+
+
 def limits_skin_colour(strengths: Mapping[str, float], built_in: Iterable[str]) -> bool:
     """Whether an edit's skin colour change is limited: every slider it moves is a
     built-in one (``built_in``: the editor's own direction names) and none of them is

@@ -17,6 +17,7 @@ from glow_demo.skin import (
     SKIN_TOLERANCE,
     limit_skin_colour,
     limits_skin_colour,
+    skin_brightness,
     skin_mask,
 )
 
@@ -28,6 +29,16 @@ def _at(points: np.ndarray) -> tuple[int, int]:
     """(row, column) at the model's resolution of the mean of some template landmarks."""
     x, y = points.mean(0) * R
     return int(y), int(x)
+
+
+def test_skin_brightness_reads_the_skin_of_each_face() -> None:
+    faces = torch.zeros(2, 3, R, R)
+    faces[0] = 0.5  # a grey face: its skin is as bright as it is
+    faces[1, :, :10] = 1.0  # white hair only: no skin brightened
+    brightness = skin_brightness(faces)
+    assert brightness.shape == (2,)
+    assert brightness.tolist() == pytest.approx([0.5, 0.0], abs=1e-6)
+    assert float(skin_brightness(faces[0])) == pytest.approx(0.5)
 
 
 def test_the_mask_is_the_skin_not_eyes_mouth_hair_or_background() -> None:
