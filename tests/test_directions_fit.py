@@ -16,6 +16,7 @@ from glow_demo.directions import (
     Directions,
     LatentCovariance,
     calibrate,
+    combine_moves,
     conditional_differences,
     edit_range,
     face_colour,
@@ -315,3 +316,37 @@ def test_cli_lengthens_the_units_by_the_unseen_faces_and_says_when_it_cannot(
     assert scale > 0 and scale != 1.0
     assert float(lengthened.vectors["smile"].norm()) == pytest.approx(
         scale * float(plain.vectors["smile"].norm()), rel=1e-4)
+
+
+def test_combined_sliders_count_what_they_share_once() -> None:
+    """Two overlapping moves in the same sense: along each one's direction the face moves
+    by the larger of its own step and what the other carries, not their sum (the least
+    change to the sum that does so); orthogonal moves, opposed ones, one move and a move
+    at 0 are the plain sum, and the result is continuous as a strength goes to 0."""
+    age = torch.tensor([3.0, 1.0, 0.0, 0.0])
+    gray = torch.tensor([0.0, 2.0, 0.0, 0.0])  # shares axis 1 with age
+    combined = combine_moves([age, gray])
+    unit = lambda v: v / v.norm()  # noqa: E731
+    assert float(combined @ unit(gray)) == pytest.approx(2.0)  # own 2.0 > age's 1.0
+    assert float(combined @ unit(age)) == pytest.approx(float(age.norm()))  # own > 2/sqrt(10)
+    assert float(combined.norm()) < float((age + gray).norm())
+    assert torch.equal(combine_moves([age]), age)
+    ortho = torch.tensor([0.0, 0.0, 5.0, 0.0])
+    assert torch.allclose(combine_moves([age, ortho]), age + ortho)
+    opposed = torch.tensor([0.0, -2.0, 0.0, 0.0])  # pulls against age's axis-1 part
+    assert torch.allclose(combine_moves([age, opposed]), age + opposed)
+    assert torch.allclose(combine_moves([age, 0 * gray]), age)
+    assert torch.allclose(combine_moves([age, 1e-6 * gray]), age + 1e-6 * gray, atol=1e-5)
+    # a small own step inside what the other carries: the carried amount is kept
+    small = torch.tensor([0.0, 0.5, 0.0, 0.0])
+    assert float(combine_moves([age, small]) @ unit(small)) == pytest.approx(1.0)
+
+
+def test_the_slider_vector_combines_its_moves() -> None:
+    directions = Directions({"a": torch.tensor([3.0, 1.0, 0.0]),
+                             "b": torch.tensor([0.0, 2.0, 0.0])}, {})
+    both = directions.vector({"a": 1.0, "b": 1.0})
+    assert torch.allclose(both, combine_moves([directions.vectors["a"], directions.vectors["b"]]))
+    assert not torch.allclose(both, directions.vectors["a"] + directions.vectors["b"])
+    assert torch.allclose(directions.vector({"a": -1.0, "b": 0.0}), -directions.vectors["a"])
+    assert torch.equal(directions.vector({}), torch.zeros(3))

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from glow_demo.directions import MAIN_ATTRIBUTES, Directions
+from glow_demo.directions import MAIN_ATTRIBUTES, Directions, combine_moves
 from glow_demo.editor import BACKOFF_PEAK, FaceEditor
 from glow_demo.images import pil_to_tensor
 from glow_demo.meter import RED_PATCH, cheek_redness
@@ -219,8 +219,13 @@ def test_directions_are_unit_consistent(editor: FaceEditor) -> None:
     assert all(0.5 < n < dim**0.5 for n in norms.values()), norms
     one = directions.vector({"smile": 1.0})
     assert torch.allclose(directions.vector({"smile": 2.0}), 2 * one)
-    assert torch.allclose(directions.vector({"smile": 1.0, "age": 1.0}),
-                          one + directions.vector({"age": 1.0}), atol=1e-5)
+    age = directions.vector({"age": 1.0})
+    both = directions.vector({"smile": 1.0, "age": 1.0})
+    assert torch.allclose(both, combine_moves([one, age]), atol=1e-5)
+    # together, each still moves the face by at least its own step along its direction
+    for move in (one, age):
+        assert float(both @ move / move.norm()) >= float(move.norm()) - 1e-4
+    assert float(both.norm()) <= float((one + age).norm()) + 1e-4
     assert not directions.vector({}).any()
 
 
