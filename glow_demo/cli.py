@@ -334,8 +334,10 @@ def cmd_mix(args: argparse.Namespace) -> None:
 
 
 def cmd_directions(args: argparse.Namespace) -> None:
+    from .age_direction import build_age_direction
     from .data import load_pack
-    from .directions import AGE_YEARS, Directions, build_age_direction, build_directions
+    from .direction_fitting import build_directions
+    from .directions import AGE_YEARS, Directions
     from .model import Glow
 
     model = Glow.load(args.weights)
@@ -354,7 +356,7 @@ def cmd_directions(args: argparse.Namespace) -> None:
         n = min(args.limit or len(train), len(train))
         unseen = None
         if args.unseen and Path(args.unseen).is_file():
-            from .directions import encode_all
+            from .direction_fitting import encode_all
 
             faces = load_pack(args.unseen)
             if faces.attr_names != pack.attr_names:
