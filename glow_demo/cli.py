@@ -168,7 +168,8 @@ def cmd_compile_decode(args: argparse.Namespace) -> None:
 
 
 def cmd_align(args: argparse.Namespace) -> None:
-    from .align import PhotoError, align_face, load_photo
+    from .align import align_face
+    from .photo import PhotoError, load_photo
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -240,8 +241,8 @@ def _custom_directions(editor, pairs: list[list[str]]):
 
 
 def cmd_edit(args: argparse.Namespace) -> None:
-    from .align import PhotoError
     from .group import edit_photo
+    from .photo import PhotoError
 
     editor = _load_editor(args)
     strengths = _strengths(args, [a.name for a in editor.attributes])
@@ -321,7 +322,7 @@ def cmd_example_faces(args: argparse.Namespace) -> None:
 
 
 def cmd_mix(args: argparse.Namespace) -> None:
-    from .align import PhotoError
+    from .photo import PhotoError
 
     editor = _load_editor(args)
     try:
