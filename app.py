@@ -75,7 +75,6 @@ import gradio as gr  # noqa: E402
 from gradio.utils import get_upload_folder  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from glow_demo.align import PhotoError  # noqa: E402
 from glow_demo.custom_directions import (  # noqa: E402
     CustomDirectionError,
     learn_direction,
@@ -97,6 +96,7 @@ from glow_demo.live_route import (  # noqa: E402
     slider_ranges,
 )
 from glow_demo.model import DEFAULT_WEIGHTS, WeightsError  # noqa: E402
+from glow_demo.photo import PhotoError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 FACES_DIR = ROOT / "assets" / "faces"

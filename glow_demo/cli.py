@@ -168,7 +168,8 @@ def cmd_compile_decode(args: argparse.Namespace) -> None:
 
 
 def cmd_align(args: argparse.Namespace) -> None:
-    from .align import PhotoError, align_face, load_photo
+    from .align import align_face
+    from .photo import PhotoError, load_photo
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -240,8 +241,8 @@ def _custom_directions(editor, pairs: list[list[str]]):
 
 
 def cmd_edit(args: argparse.Namespace) -> None:
-    from .align import PhotoError
     from .group import edit_photo
+    from .photo import PhotoError
 
     editor = _load_editor(args)
     strengths = _strengths(args, [a.name for a in editor.attributes])
@@ -321,7 +322,7 @@ def cmd_example_faces(args: argparse.Namespace) -> None:
 
 
 def cmd_mix(args: argparse.Namespace) -> None:
-    from .align import PhotoError
+    from .photo import PhotoError
 
     editor = _load_editor(args)
     try:
@@ -334,8 +335,10 @@ def cmd_mix(args: argparse.Namespace) -> None:
 
 
 def cmd_directions(args: argparse.Namespace) -> None:
+    from .age_direction import build_age_direction
     from .data import load_pack
-    from .directions import AGE_YEARS, Directions, build_age_direction, build_directions
+    from .direction_fitting import build_directions
+    from .directions import AGE_YEARS, Directions
     from .model import Glow
 
     model = Glow.load(args.weights)
@@ -354,7 +357,7 @@ def cmd_directions(args: argparse.Namespace) -> None:
         n = min(args.limit or len(train), len(train))
         unseen = None
         if args.unseen and Path(args.unseen).is_file():
-            from .directions import encode_all
+            from .direction_fitting import encode_all
 
             faces = load_pack(args.unseen)
             if faces.attr_names != pack.attr_names:

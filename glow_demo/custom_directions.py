@@ -139,8 +139,8 @@ def learn_direction(editor, name: str, with_photos: Sequence, without_photos: Se
     ``example_faces``); the largest face of each photo is used. Raises
     ``CustomDirectionError`` (too few examples, a bad name, a photo without a face:
     which one is said)."""
-    from .align import PhotoError
     from .editor import Face
+    from .photo import PhotoError
 
     taken = [a.name for a in editor.attributes] if taken is None else taken
     name = check_name(name, taken)

@@ -98,7 +98,8 @@ def _align_one(path: Path, resolution: int) -> np.ndarray | None:
     so tight that the crop would be mostly repeated edge pixels)."""
     import cv2
 
-    from .align import PhotoError, align_face
+    from .align import align_face
+    from .photo import PhotoError
 
     try:
         face = align_face(path)

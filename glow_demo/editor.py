@@ -42,10 +42,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
-from .align import AlignedFace, align_face, load_photo, paste_back
+from .align import AlignedFace, align_face, paste_back
 from .directions import Attribute, Directions
 from .images import pil_to_tensor, tensor_to_pil
 from .model import DEFAULT_WEIGHTS, STABLE_PEAK, Glow
+from .photo import load_photo
 from .skin import limit_skin_colour, limits_skin_colour
 
 CACHE_SIZE = 32

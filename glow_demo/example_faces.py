@@ -126,7 +126,7 @@ class ExampleGallery:
     def bases(self, numbers: Sequence[int]) -> list[torch.Tensor]:
         """The edit bases of the examples with these (checked) numbers: a sample's own
         latent, a portrait's ``FaceEditor.prepare(...).base`` (cached by the editor)."""
-        from .align import PhotoError
+        from .photo import PhotoError
 
         out = []
         for number in numbers:

@@ -30,11 +30,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .align import AlignedFace, align_faces, load_photo, paste_back_many
+from .align import AlignedFace, align_faces, paste_back_many
 from .directions import Directions
 from .editor import BASE_PEAK, EditResult, Face, FaceEditor, _upsample
 from .images import pil_to_tensor, tensor_to_pil
 from .model import STABLE_PEAK
+from .photo import load_photo
 from .skin import limit_skin_colour
 
 FacesSpec = str | Sequence[int]  # "largest" | "all" | face numbers (left to right, from 1)

@@ -365,7 +365,7 @@ def measure(editor, meter: Meter, photos: list[Path], edits: list[tuple[str, flo
             identity: Identity | None = None, log=print) -> list[EditRecord]:
     """Every edit of every photo, through the editor's real path, read back from the
     full pasted-back photo. Photos the aligner rejects are skipped."""
-    from .align import PhotoError
+    from .photo import PhotoError
 
     identity = identity or Identity()
     records: list[EditRecord] = []

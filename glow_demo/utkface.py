@@ -1,7 +1,7 @@
 """UTKFace (Zhang, Song, Qi, CVPR 2017): faces with their real ages, read and aligned.
 
 Its files are named ``age_gender_race_date.jpg.chip.jpg``; the labels come from the
-name. Both the ``age_years`` direction (``directions.py``) and the edit meter's age
+name. Both the ``age_years`` direction (``age_direction.py``) and the edit meter's age
 regressor (``meter.py``) learn from it, so reading, a fixed held-out split, a balanced
 selection and alignment to the model's input live here, once.
 """
@@ -124,7 +124,8 @@ def align_utkface(faces: list[UtkFace], resolution: int = 64, progress: bool = T
     """Align each face with ``align_face`` and take ``model_input``; faces where none is
     found are skipped and counted. UTKFace's crop is tighter than the model's, so the
     outside is edge-replicated fill: ``coverage`` says where it is not."""
-    from .align import PhotoError, align_face
+    from .align import align_face
+    from .photo import PhotoError
 
     images, kept, skipped = [], [], Counter()
     coverage = np.zeros((resolution, resolution))
@@ -151,7 +152,8 @@ def chip_transform(faces: list[UtkFace], n: int = CHIP_FIT_FACES, resolution: in
     ``align_face`` finds for ``n`` random faces. UTKFace's chips are aligned by their
     authors already, so one transform fits them all to within a few pixels, and warping
     with it costs nothing next to running dlib on every chip (~0.1-0.7 s each)."""
-    from .align import PhotoError, align_face
+    from .align import align_face
+    from .photo import PhotoError
 
     rng = np.random.default_rng(seed)
     mats = []

@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw
 
-from glow_demo.align import PhotoError
 from glow_demo.editor import FaceEditor
 from glow_demo.images import make_grid, pil_to_tensor
+from glow_demo.photo import PhotoError
 
 FACES = sorted((Path(__file__).resolve().parents[1] / "assets" / "faces").glob("*.[jp][pn]g"))
 # every edit at the end of its slider (1.5; age's ends are +-1.0 = +-30 years), so that it

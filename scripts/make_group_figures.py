@@ -20,11 +20,11 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from glow_demo.align import PhotoError
 from glow_demo.custom_directions import learn_direction, with_custom
 from glow_demo.data import DEFAULT_CELEBA
 from glow_demo.editor import FaceEditor
 from glow_demo.group import edit_group, prepare_group, strengths_for
+from glow_demo.photo import PhotoError
 
 ROOT = Path(__file__).resolve().parents[1]
 FACES = ROOT / "assets" / "faces"

@@ -18,10 +18,10 @@ from collections import Counter
 
 import torch
 
-from glow_demo.align import PhotoError
 from glow_demo.editor import FaceEditor
 from glow_demo.images import photo_paths
 from glow_demo.model import STABLE_PEAK
+from glow_demo.photo import PhotoError
 
 
 def main() -> None:

@@ -1,12 +1,18 @@
 """Append one training run to ``weights/training.json``, the model's cumulative record.
 
     PYTHONPATH=. python scripts/record_training.py RUN_DIR --command "..." --hardware "..." \
-        --data "..." [--strangers-bpd 1.16] [--record weights/training.json]
+        --data "..." [--strangers-bpd 1.16] [--wall-minutes 110] [--record weights/training.json]
 
 Run directories are lost between machines, so what a run taught the shipped model is
 kept here, in git: images seen over all runs, wall time, hardware and the validation
 curve against *cumulative* images seen (a run continued with ``--init-from`` logs its
 own images from 0). Call it once per run whose model is committed.
+
+The wall time is read from the log's validations when it has two or more: from the
+first to the last, plus the stretch before the first at the same pace. That pace is
+wrong for a run that was starved of CPU for part of its time, and a run with a single
+validation has no pace at all, so ``--wall-minutes`` gives it (the run's ``--minutes``);
+with one validation it is required.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--strangers-bpd", type=float)
     parser.add_argument("--storage", default="float16")
+    parser.add_argument("--wall-minutes", type=float,
+                        help="the run's wall time, when the log cannot tell it (see above)")
     args = parser.parse_args()
 
     path = Path(args.record)
@@ -44,6 +52,11 @@ def main() -> None:
     if len(log) > 1 and first["images_seen"]:
         pace = (log[-1]["time"] - first["time"]) / (log[-1]["images_seen"] - first["images_seen"])
         minutes += first["images_seen"] * pace / 60
+    if args.wall_minutes is not None:
+        minutes = args.wall_minutes
+    elif len(log) < 2:
+        raise SystemExit(f"{args.run}/log.jsonl has one validation, so no pace to tell the "
+                         "run's wall time: pass --wall-minutes")
     run = {
         "date": time.strftime("%Y-%m-%d", time.gmtime(log[-1]["time"])),
         "command": args.command,

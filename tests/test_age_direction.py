@@ -18,17 +18,16 @@ import numpy as np
 import pytest
 import torch
 
+from glow_demo.age_direction import build_age_direction, latent_mask
 from glow_demo.cli import main
 from glow_demo.data import to_unit
+from glow_demo.direction_fitting import level_slices
 from glow_demo.directions import (
     AGE_YEARS,
     DIRECTIONS_FILE,
     DIRECTIONS_META,
     MAIN_ORDER,
     Directions,
-    build_age_direction,
-    latent_mask,
-    level_slices,
 )
 from glow_demo.model import CONFIG_FILE, DEFAULT_WEIGHTS, WEIGHTS_FILE, Glow, WeightsError
 from glow_demo.utkface import (

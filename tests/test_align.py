@@ -17,21 +17,23 @@ from PIL import Image
 
 from glow_demo.align import (
     LEFT_EYE,
-    MAX_PIXELS,
     RIGHT_EYE,
     STABLE,
     AlignedFace,
     FaceTooSmallError,
     NoFaceError,
-    NotAnImageError,
-    PhotoError,
-    PhotoSizeError,
     align_face,
     detect_face,
     feather_mask,
-    load_photo,
     load_template,
     paste_back,
+)
+from glow_demo.photo import (
+    MAX_PIXELS,
+    NotAnImageError,
+    PhotoError,
+    PhotoSizeError,
+    load_photo,
 )
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "faces"

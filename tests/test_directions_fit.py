@@ -11,12 +11,10 @@ import pytest
 import torch
 
 from glow_demo.data import DEFAULT_CELEBA
-from glow_demo.directions import (
+from glow_demo.direction_fitting import (
     RANGE_MARGIN,
-    Directions,
     LatentCovariance,
     calibrate,
-    combine_moves,
     conditional_differences,
     edit_range,
     face_colour,
@@ -28,6 +26,7 @@ from glow_demo.directions import (
     shrunk_mean_differences,
     unseen_scale,
 )
+from glow_demo.directions import Directions, combine_moves
 
 D, N = 400, 2000
 

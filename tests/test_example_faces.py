@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from glow_demo.align import PhotoError, align_face
+from glow_demo.align import align_face
 from glow_demo.custom_directions import CustomDirectionError, learn_direction, with_custom
 from glow_demo.editor import FaceEditor
 from glow_demo.example_faces import (
@@ -18,6 +18,7 @@ from glow_demo.example_faces import (
     ExampleGallery,
     example_gallery,
 )
+from glow_demo.photo import PhotoError
 
 FACES = Path(__file__).resolve().parents[1] / "assets" / "faces"
 
