@@ -55,10 +55,13 @@ def test_pick_examples_learn_save_reload_and_load(page, tmp_path: Path) -> None:
     page.wait_for_function("document.querySelectorAll('#custom-with-examples "
                            "input:checked').length === 3")
     page.locator("#custom-mark").get_by_label("without").check()
-    for k in (4, 5, 6):  # faces 5-7 without
+    # faces 5-7 without, one at a time: Gradio ignores a click made while the last one's
+    # round trip is still pending (the default trigger_mode "once"), and under load (the
+    # full suite beside a training run) three quick clicks lost some of theirs
+    for k in (4, 5, 6):
         thumbs.nth(k).click()
-    page.wait_for_function("document.querySelectorAll('#custom-without-examples "
-                           "input:checked').length === 3")
+        page.wait_for_function(f"document.querySelectorAll('#custom-without-examples "
+                               f"input:checked').length === {k - 3}")
     assert checked(page, "with") == ["1", "2", "3"]
     assert checked(page, "without") == ["5", "6", "7"]
 
