@@ -45,18 +45,17 @@ def main() -> None:
     if record.get("config") not in (None, config):
         raise SystemExit(f"{args.record} records a model of another config: start a new record")
     before = int(record.get("images_seen", 0))
-    minutes = (log[-1]["time"] - log[0]["time"]) / 60 if len(log) > 1 else 0.0
-    first = log[0]
-    # the run's wall time: from its start (one validation interval before the first
-    # logged one, at the same pace) to its last validation
-    if len(log) > 1 and first["images_seen"]:
-        pace = (log[-1]["time"] - first["time"]) / (log[-1]["images_seen"] - first["images_seen"])
-        minutes += first["images_seen"] * pace / 60
     if args.wall_minutes is not None:
         minutes = args.wall_minutes
     elif len(log) < 2:
         raise SystemExit(f"{args.run}/log.jsonl has one validation, so no pace to tell the "
                          "run's wall time: pass --wall-minutes")
+    else:
+        # from the run's start (one validation interval before the first logged one, at
+        # the same pace) to its last validation
+        first, last = log[0], log[-1]
+        pace = (last["time"] - first["time"]) / (last["images_seen"] - first["images_seen"])
+        minutes = (last["time"] - first["time"] + first["images_seen"] * pace) / 60
     run = {
         "date": time.strftime("%Y-%m-%d", time.gmtime(log[-1]["time"])),
         "command": args.command,
