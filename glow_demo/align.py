@@ -11,8 +11,9 @@ generic face layout:
    boxes laid out from the face itself, so they do not hop with the detector's grid.
 3. A similarity transform (rotation, uniform scale, translation) takes the stable
    landmarks onto ``face_template.json``: where the same detector puts the same landmarks
-   on CelebA's training crops, on average (fitted by ``template_fit.py``). The photo is warped to a
-   square crop at its *own* resolution, so no detail is lost before the editor needs it.
+   on CelebA's training crops, on average (fitted by ``template_fit.py``). The photo is
+   warped to a square crop at its *own* resolution, so no detail is lost before the
+   editor needs it.
 4. ``paste_back`` warps an edit (a change of that crop) back into the full photo
    through a feathered mask, so only the face region changes and no seam shows.
 
