@@ -11,8 +11,9 @@ generic face layout:
    boxes laid out from the face itself, so they do not hop with the detector's grid.
 3. A similarity transform (rotation, uniform scale, translation) takes the stable
    landmarks onto ``face_template.json``: where the same detector puts the same landmarks
-   on CelebA's training crops, on average (``fit_template``). The photo is warped to a
-   square crop at its *own* resolution, so no detail is lost before the editor needs it.
+   on CelebA's training crops, on average (fitted by ``template_fit.py``). The photo is
+   warped to a square crop at its *own* resolution, so no detail is lost before the
+   editor needs it.
 4. ``paste_back`` warps an edit (a change of that crop) back into the full photo
    through a feathered mask, so only the face region changes and no seam shows.
 
@@ -20,18 +21,14 @@ Coordinates: pixel centres sit on integers (pixel i spans i - 0.5 .. i + 0.5), w
 what dlib and OpenCV use. The template is normalised to the crop: 0 and 1 are the crop's
 outer edges, so pixel i of a crop of side S has its centre at (i + 0.5) / S.
 
-Fit the template (about four minutes on two cores):
-``python -m glow_demo.align --fit-template [--celeba DIR] [--n-images 3000]``
+The template is fitted once, by ``template_fit.py``.
 """
 
 from __future__ import annotations
 
-import argparse
-import datetime
 import importlib.util
 import json
 import math
-import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +51,6 @@ LANDMARK_FACE_PX = 200  # landmarks are predicted on faces about this wide
 # centre shift (in box widths) and size.
 JITTER = [(dx, dy, size) for size in (0.94, 1.0, 1.06)
           for dx, dy in ((0, 0), (0.03, 0), (-0.03, 0), (0, 0.03), (0, -0.03))]
-FIT_RESOLUTION = 256  # CelebA crops are upscaled to this for the detector (faces ~180 px)
 
 # dlib's 68 points: 0-16 jaw, 17-26 brows, 27-35 nose, 36-47 eyes, 48-67 mouth. The jaw
 # line is guessed on faces turned away or in shadow, so it does not steer the alignment.
@@ -180,8 +176,8 @@ def canonical_boxes(landmarks: np.ndarray, template: Template) -> list[Box]:
     """The template's detector box mapped onto this face, plus its ``JITTER`` neighbours."""
     unit = similarity_fit(landmarks[STABLE], template.landmarks[STABLE])
     to_image = cv2.invertAffineTransform(unit)
-    cx, cy = _apply(to_image, template.box[None, :2])[0]
-    width = template.box[2] / _scale(unit)
+    cx, cy = apply_similarity(to_image, template.box[None, :2])[0]
+    width = template.box[2] / similarity_scale(unit)
     boxes = []
     for dx, dy, size in JITTER:
         x, y, half = cx + dx * width, cy + dy * width, size * width / 2
@@ -268,11 +264,11 @@ def similarity_fit(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.array([[c.real, -c.imag, t.real], [c.imag, c.real, t.imag]])
 
 
-def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+def apply_similarity(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ matrix[:, :2].T + matrix[:, 2]
 
 
-def _scale(matrix: np.ndarray) -> float:
+def similarity_scale(matrix: np.ndarray) -> float:
     return float(math.sqrt(abs(np.linalg.det(matrix[:, :2]))))
 
 
@@ -336,7 +332,7 @@ def _align(image: np.ndarray, found: Detection, template: Template) -> AlignedFa
     """Warp one detected face onto the template's crop (see ``align_face``)."""
     height, width = image.shape[:2]
     unit = similarity_fit(found.landmarks[STABLE], template.landmarks[STABLE])  # -> 0..1
-    size = int(np.clip(round(1.0 / _scale(unit)), CROP_MIN, CROP_MAX))
+    size = int(np.clip(round(1.0 / similarity_scale(unit)), CROP_MIN, CROP_MAX))
     # crop pixel = S * unit - 0.5 (pixel centres at (i + 0.5) / S)
     matrix = unit * size
     matrix[:, 2] -= 0.5
@@ -352,7 +348,7 @@ def _footprint(matrix: np.ndarray, width: int, height: int, bounds: tuple[int, i
     width x height image onto, with a margin for the interpolation kernel."""
     corners = np.array([[-0.5, -0.5], [width - 0.5, -0.5], [-0.5, height - 0.5],
                         [width - 0.5, height - 0.5]])
-    mapped = _apply(matrix, corners)
+    mapped = apply_similarity(matrix, corners)
     x0, y0 = np.floor(mapped.min(axis=0)).astype(int) - margin
     x1, y1 = np.ceil(mapped.max(axis=0)).astype(int) + margin + 1
     return (max(0, x0), max(0, y0), min(bounds[0], x1), min(bounds[1], y1))
@@ -367,7 +363,7 @@ def _warp(src: np.ndarray, dst_to_src: np.ndarray, size: tuple[int, int],
     that part is first reduced by pixel-area averaging: ``warpAffine`` interpolates
     from 2-4 neighbours only, which would alias fine detail.
     """
-    shrink = 1.0 / _scale(dst_to_src)  # output pixels per source pixel
+    shrink = 1.0 / similarity_scale(dst_to_src)  # output pixels per source pixel
     margin = math.ceil(3 / min(shrink, 1.0))  # the kernel's reach, in source pixels
     x0, y0, x1, y1 = _footprint(dst_to_src, size[0], size[1], (src.shape[1], src.shape[0]),
                                 margin)
@@ -500,151 +496,3 @@ def paste_back_many(photo: np.ndarray, faces: list[AlignedFace],
     region = out[y0:y1, x0:x1].astype(np.float32) + change
     out[y0:y1, x0:x1] = np.clip(np.round(region), 0, 255).astype(np.uint8)
     return out
-
-
-# ----- fitting the template from CelebA ------------------------------------------------
-
-def fit_template(celeba_root: str | Path = DEFAULT_CELEBA, n_images: int = 3000,
-                 verbose: bool = False) -> dict:
-    """Fit the landmark template from CelebA training crops; returns the JSON payload.
-
-    Each image is cropped exactly as for training (``celeba_crop``) but at
-    ``FIT_RESOLUTION`` px, so the detector sees a ~180 px face, and only images where
-    exactly one face is found are used (with two, the landmarks may be the wrong face's).
-    Landmarks are found the way ``detect_face`` finds them in a user's photo, so the two
-    agree: a first pass with the detector's box gives a provisional template and the
-    canonical box; a second pass predicts again from the canonical boxes, and those
-    landmarks, normalised to 0..1, are averaged. Plain averaging, not Procrustes: the
-    template must say where CelebA puts faces in the crop, not only their shape.
-    """
-    from .data import celeba_crop  # imports torch; only the fit needs it
-
-    def crop(path: Path) -> np.ndarray:
-        with Image.open(path) as im:
-            return np.asarray(celeba_crop(im, FIT_RESOLUTION))
-
-    def log(message: str) -> None:
-        if verbose:
-            print(message, flush=True)
-
-    root = Path(celeba_root)
-    paths = [root / "images" / f"{i:06d}.jpg" for i in range(1, n_images + 1)]
-    paths = [p for p in paths if p.is_file()]
-    if not paths:
-        raise FileNotFoundError(f"no CelebA images under {root / 'images'}")
-    used, boxes, first = [], [], []
-    for k, path in enumerate(paths, 1):
-        image = crop(path)
-        try:
-            found = find_faces(image)
-        except NoFaceError:
-            found = []
-        if len(found) == 1:
-            used.append(path)
-            boxes.append(found[0])
-            first.append(predict_landmarks(image, found))
-        if k % 500 == 0:
-            log(f"pass 1: {k}/{len(paths)} images, {len(used)} with one face")
-    provisional = _template_from(first, boxes)
-    shapes = []
-    for k, (path, landmarks) in enumerate(zip(used, first, strict=True), 1):
-        shapes.append(predict_landmarks(crop(path), canonical_boxes(landmarks, provisional)))
-        if k % 500 == 0:
-            log(f"pass 2: {k}/{len(used)} images")
-    template = _template_from(shapes, boxes)
-    unit = 1.0 / FIT_RESOLUTION
-    return {
-        "landmarks": np.round(template.landmarks, 6).tolist(),
-        "box": np.round(template.box, 6).tolist(),
-        "n_images": len(used),
-        "n_tried": len(paths),
-        "images": f"{paths[0].name} .. {paths[-1].name}, where exactly one face was found",
-        "date": datetime.date.today().isoformat(),
-        "crop": "glow_demo.data.celeba_crop: the central square of an aligned CelebA "
-                "image, 148/178 of its width, resized with LANCZOS; fitted at "
-                f"{FIT_RESOLUTION} px",
-        "coordinates": "x, y in 0..1 of the crop: 0 and 1 are its outer edges, pixel i "
-                       "of a crop of side S has its centre at (i + 0.5) / S; box is the "
-                       "detector's box on average: centre x, centre y, width",
-        "landmarks_model": "dlib frontal_face_detector + shape_predictor_68_face_landmarks "
-                           "(face-recognition-models), averaged over the canonical boxes",
-        "consistency": consistency([(s + 0.5) * unit for s in shapes], template.landmarks),
-        "consistency_detector_box_only": consistency([(s + 0.5) * unit for s in first],
-                                                     provisional.landmarks),
-    }
-
-
-def _template_from(shapes: list[np.ndarray], boxes: list[Box]) -> Template:
-    """Mean landmarks (FIT_RESOLUTION-px crops -> 0..1) and the mean detector box in the
-    template's frame (each box carried by its face's similarity fit to the mean)."""
-    normalised = [(s + 0.5) / FIT_RESOLUTION for s in shapes]
-    landmarks = np.mean(normalised, axis=0)
-    frame = []
-    for shape, (left, top, right, bottom) in zip(normalised, boxes, strict=True):
-        m = similarity_fit(shape[STABLE], landmarks[STABLE])
-        centre = (np.array([left + right, top + bottom]) / 2 + 0.5) / FIT_RESOLUTION
-        frame.append([*_apply(m, centre[None])[0], _scale(m) * (right - left) / FIT_RESOLUTION])
-    return Template(landmarks, np.mean(frame, axis=0))
-
-
-def consistency(shapes: list[np.ndarray], template: np.ndarray, pixels: int = 64) -> dict:
-    """How far each image's landmarks (0..1) lie from the template, in ``pixels``-px units.
-
-    ``residual_after_fit``: after each face's best similarity fit (stable points) - the
-    shape variation no alignment can remove. ``raw_no_fit``: with no fit at all -
-    CelebA's own alignment error, as our landmarks see it. And the fitted transforms
-    themselves: how far each CelebA face is turned, scaled and shifted from the template.
-    """
-    residual, raw, angle, scale, shift = [], [], [], [], []
-    for shape in shapes:
-        m = similarity_fit(shape[STABLE], template[STABLE])
-        residual.append(np.linalg.norm(_apply(m, shape[STABLE]) - template[STABLE],
-                                       axis=1).mean())
-        raw.append(np.linalg.norm(shape[STABLE] - template[STABLE], axis=1).mean())
-        angle.append(math.degrees(math.atan2(m[1, 0], m[0, 0])))
-        scale.append(_scale(m))
-        centre = shape[STABLE].mean(axis=0)
-        shift.append(np.linalg.norm(_apply(m, centre[None])[0] - centre))
-
-    def stats(values: list[float], unit: float = 1.0) -> dict:
-        v = np.asarray(values) * unit
-        return {"mean": round(float(v.mean()), 4), "median": round(float(np.median(v)), 4),
-                "p95": round(float(np.percentile(v, 95)), 4)}
-
-    return {
-        "unit": f"{pixels}-px crop pixels (rotation in degrees, scale as a ratio)",
-        "residual_after_fit": stats(residual, pixels),
-        "raw_no_fit": stats(raw, pixels),
-        "fit_rotation_abs": stats(np.abs(angle).tolist()),
-        "fit_rotation_std": round(float(np.std(angle)), 4),
-        "fit_scale_std": round(float(np.std(scale)), 4),
-        "fit_shift": stats(shift, pixels),
-    }
-
-
-def template_json(payload: dict) -> str:
-    """JSON text with each list of numbers on one line (one landmark per line)."""
-    text = json.dumps(payload, indent=1)
-    return re.sub(r"\[([-+.\deE,\s]+)\]",
-                  lambda m: "[" + ", ".join(v.strip() for v in m.group(1).split(",")) + "]",
-                  text) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m glow_demo.align",
-                                     description="Fit the landmark template from CelebA.")
-    parser.add_argument("--fit-template", action="store_true", required=True)
-    parser.add_argument("--celeba", default=str(DEFAULT_CELEBA))
-    parser.add_argument("--n-images", type=int, default=3000)
-    parser.add_argument("-o", "--out", default=str(TEMPLATE_PATH))
-    args = parser.parse_args(argv)
-    payload = fit_template(args.celeba, args.n_images, verbose=True)
-    Path(args.out).write_text(template_json(payload))
-    print(f"wrote {args.out}: {payload['n_images']} of {payload['n_tried']} images used")
-    for key in ("consistency", "consistency_detector_box_only"):
-        print(key, json.dumps(payload[key], indent=1))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from .model import WeightsError
+from .model import WEIGHTS_FILE, WeightsError
 
 DIRECTIONS_FILE = "directions.safetensors"
 DIRECTIONS_META = "directions.json"
@@ -104,8 +104,6 @@ class Attribute:
 
 def weights_digest(model_dir: str | Path) -> str:
     """A short hash of the model weights, so directions are never used with another model."""
-    from .model import WEIGHTS_FILE
-
     return hashlib.sha256((Path(model_dir) / WEIGHTS_FILE).read_bytes()).hexdigest()[:16]
 
 

@@ -356,7 +356,7 @@ def test_alignment_is_thread_safe(hopper: Image.Image) -> None:
 
 @pytest.mark.needs_data(CELEBA)
 def test_fit_template_on_a_few_images_agrees_with_the_shipped_one() -> None:
-    from glow_demo.align import fit_template
+    from glow_demo.template_fit import fit_template
 
     payload = fit_template(CELEBA, n_images=16)
     shipped = load_template()
