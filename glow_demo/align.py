@@ -40,7 +40,6 @@ from PIL import Image
 from .photo import PhotoError, PhotoSource, load_photo
 
 TEMPLATE_PATH = Path(__file__).with_name("face_template.json")
-DEFAULT_CELEBA = Path(__file__).resolve().parents[2] / "shared" / "data" / "celeba"
 
 MIN_FACE_PX = 32  # dlib box width; the 64 px training crop has faces ~45 px wide
 CROP_MIN, CROP_MAX = 64, 1024  # side of the aligned crop, in pixels

@@ -19,7 +19,6 @@ import numpy as np
 from PIL import Image
 
 from .align import (
-    DEFAULT_CELEBA,
     STABLE,
     TEMPLATE_PATH,
     Box,
@@ -32,6 +31,7 @@ from .align import (
     similarity_fit,
     similarity_scale,
 )
+from .data import DEFAULT_CELEBA, celeba_crop
 
 FIT_RESOLUTION = 256  # CelebA crops are upscaled to this for the detector (faces ~180 px)
 
@@ -49,8 +49,6 @@ def fit_template(celeba_root: str | Path = DEFAULT_CELEBA, n_images: int = 3000,
     landmarks, normalised to 0..1, are averaged. Plain averaging, not Procrustes: the
     template must say where CelebA puts faces in the crop, not only their shape.
     """
-    from .data import celeba_crop  # imports torch; only the fit needs it
-
     def crop(path: Path) -> np.ndarray:
         with Image.open(path) as im:
             return np.asarray(celeba_crop(im, FIT_RESOLUTION))
