@@ -87,6 +87,11 @@ EXTRA_ATTRIBUTES: dict[str, str] = {
 # CelebA's `age`, it adds as much age per unit with a third of the gender change and
 # without repainting hair and background (see README); `age` stays among the rest.
 MAIN_ORDER: tuple[str, ...] = tuple(n if n != "age" else "age_years" for n in MAIN_ATTRIBUTES)
+# Directions kept beside the sliders but not offered as sliders: name -> the slider's
+# direction it is a version of. "glasses_held" is the glasses direction fitted with the
+# face's colour held (``direction_fitting.COLOUR_ON_THE_SKIN``): what the age, male and
+# bald steps take out of themselves (``editor.HELD_IN_PIXELS``).
+HELD_ONLY: dict[str, str] = {"glasses_held": "glasses"}
 SLIDER_RANGE = (-1.5, 1.5)
 # sliders with a range of their own: age_years' 1.0 is already +30 years, and at +45 the
 # edit meter found the person kept in too few faces
@@ -169,7 +174,7 @@ class Directions:
         self.vectors = vectors
         self.meta = meta
         main = [n for n in MAIN_ORDER if n in vectors]
-        rest = sorted(n for n in vectors if n not in MAIN_ORDER)
+        rest = sorted(n for n in vectors if n not in MAIN_ORDER and n not in HELD_ONLY)
         labels = {**{k: v[2] for k, v in MAIN_ATTRIBUTES.items()},
                   **{k: v[2] for k, v in OTHER_ATTRIBUTES.items()}, **EXTRA_ATTRIBUTES}
         self.attributes = [Attribute(n, labels.get(n, n), n in MAIN_ORDER,
@@ -182,7 +187,7 @@ class Directions:
         """One direction, with its components along ``disentangle_from`` removed;
         ``own``: a face's own versions of some directions (``FaceEditor.own_directions``),
         under the name for positive strengths and under "-name" for ``negative`` ones."""
-        if name not in self.vectors:
+        if name not in self.vectors or name in HELD_ONLY:
             known = ", ".join(a.name for a in self.attributes)
             raise KeyError(f"unknown attribute {name!r}; known: {known}")
         d = (own or {}).get(f"-{name}" if negative else name, self.vectors[name])

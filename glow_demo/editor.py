@@ -79,8 +79,11 @@ BACKOFF_PEAK = 7.5
 # change its decode shows uncorrelated with the change glasses make to the same face
 # (``FaceEditor.own_directions``). Male and bald drew glasses on a few faces too (the
 # meter: 5 % and 3 % of 204 held-out faces; 1 % and 0 % with their own directions).
-HELD_IN_PIXELS: dict[str, str] = {"age_years": "glasses", "age": "glasses", "male": "glasses",
-                                  "bald": "glasses"}
+# The glasses taken out are those fitted with the face's colour held ("glasses_held",
+# ``directions.HELD_ONLY``), not the slider's: the slider's glasses darken the skin
+# under the frames, and taking them out handed the age step lighter, redder cheeks.
+HELD_IN_PIXELS: dict[str, str] = {"age_years": "glasses_held", "age": "glasses_held",
+                                  "male": "glasses_held", "bald": "glasses_held"}
 HOLD_PASSES = 2  # the decode is not linear: a second pass takes out what the first left
 HOLD_PROBE = 0.5  # the strength the changes are compared at (+1 explodes on a few faces)
 

@@ -12,6 +12,7 @@ import torch
 
 from glow_demo.data import DEFAULT_CELEBA
 from glow_demo.direction_fitting import (
+    COLOUR_IS_THE_POINT,
     RANGE_MARGIN,
     LatentCovariance,
     calibrate,
@@ -167,6 +168,26 @@ def test_face_colour_held_fixed_except_where_colour_is_the_point() -> None:
     assert float(held[1, 3]) == pytest.approx(float(plain[1, 3]), abs=1e-4)
 
 
+def test_glasses_keep_the_darkness_they_put_on_the_skin_and_a_held_fit_is_kept_too() -> None:
+    """Glasses lie on the skin the colour is read on and darken it (here the brightness
+    falls by 1 with glasses, and axis 3 follows it): the slider's fit keeps that look (no
+    colour hold, so no lighter cheeks paid back), the fit with the colour held, kept for
+    what age takes out of its step, drops it; both keep the glasses themselves (axis 0)."""
+    gen = torch.Generator().manual_seed(2)
+    glasses = torch.rand(N, generator=gen) < 0.3
+    brightness = 0.5 * torch.randn(N, generator=gen) - glasses.float()
+    z = 0.5 * torch.randn(N, D, generator=gen)
+    z[:, 0] += glasses.float()
+    z[:, 3] += 2.0 * brightness
+    labels = np.where(glasses.numpy(), 1, -1)[:, None]
+    colour = brightness.numpy()[:, None]
+    slider = conditional_differences(z, labels, ["Eyeglasses"], colour)[0]
+    held = conditional_differences(z, labels, ["Eyeglasses"], colour, COLOUR_IS_THE_POINT)[0]
+    assert float(slider[3]) < -1.5 and abs(float(held[3])) < 0.15
+    assert float(slider[0]) == pytest.approx(1.0, abs=0.1)
+    assert float(held[0]) == pytest.approx(1.0, abs=0.1)
+
+
 def test_face_colour_reads_the_skin_box_and_skin_brightness() -> None:
     images = torch.zeros(4, 3, 64, 64, dtype=torch.uint8)
     images[0, 0] = 200  # a red face
@@ -315,6 +336,13 @@ def test_cli_lengthens_the_units_by_the_unseen_faces_and_says_when_it_cannot(
     assert scale > 0 and scale != 1.0
     assert float(lengthened.vectors["smile"].norm()) == pytest.approx(
         scale * float(plain.vectors["smile"].norm()), rel=1e-4)
+    # the glasses fitted with the colour held: kept at the slider's length, and not a
+    # slider of its own
+    held, glasses = lengthened.vectors["glasses_held"], lengthened.vectors["glasses"]
+    assert float(held.norm()) == pytest.approx(float(glasses.norm()), rel=1e-4)
+    assert "glasses_held" not in {a.name for a in lengthened.attributes}
+    with pytest.raises(KeyError, match="unknown attribute"):
+        lengthened.vector({"glasses_held": 1.0})
 
 
 def test_combined_sliders_count_what_they_share_once() -> None:

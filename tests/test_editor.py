@@ -296,7 +296,8 @@ def test_each_face_ages_along_its_own_direction_without_the_glasses_it_would_dra
     from glow_demo.editor import HELD_IN_PIXELS, HOLD_PROBE
 
     vectors = editor.directions.vectors
-    glasses, age = vectors["glasses"], vectors["age_years"]
+    # the glasses fitted with the face's colour held, not the slider's (HELD_IN_PIXELS)
+    glasses, age = vectors[HELD_IN_PIXELS["age_years"]], vectors["age_years"]
     for face in (astronaut, hopper):
         directions = editor.own_directions(face.base, face.base_decoded)
         assert set(directions) == {f"{sign}{name}" for name in HELD_IN_PIXELS
