@@ -71,18 +71,22 @@ _models_lock = threading.Lock()  # guards lazy loading *and* every detector call
 _models: tuple | None = None
 
 
-def _landmark_model_path() -> Path:
-    # face_recognition_models' own helper imports pkg_resources, which current
-    # setuptools no longer ships; the data files are simply inside the package.
+LANDMARK_MODEL = "shape_predictor_68_face_landmarks.dat"
+
+
+def dlib_model_path(name: str = LANDMARK_MODEL) -> Path:
+    """A dlib model file shipped in face-recognition-models: the 68-point landmark model
+    alignment uses, or another beside it (the edit meter's face-recognition net).
+    face_recognition_models' own helper imports pkg_resources, which current setuptools
+    no longer ships; the data files are simply inside the package."""
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("face-recognition-models is not installed (pip install it)")
     for location in spec.submodule_search_locations:
-        path = Path(location) / "models" / "shape_predictor_68_face_landmarks.dat"
+        path = Path(location) / "models" / name
         if path.is_file():
             return path
-    raise RuntimeError("shape_predictor_68_face_landmarks.dat not found in "
-                       "face-recognition-models")
+    raise RuntimeError(f"{name} not found in face-recognition-models")
 
 
 def _dlib_models() -> tuple:
@@ -92,7 +96,7 @@ def _dlib_models() -> tuple:
         import dlib  # imported here: ~0.3 s, and only alignment needs it
 
         _models = (dlib.get_frontal_face_detector(),
-                   dlib.shape_predictor(str(_landmark_model_path())))
+                   dlib.shape_predictor(str(dlib_model_path())))
     return _models
 
 
@@ -335,10 +339,17 @@ def _align(image: np.ndarray, found: Detection, template: Template) -> AlignedFa
     # crop pixel = S * unit - 0.5 (pixel centres at (i + 0.5) / S)
     matrix = unit * size
     matrix[:, 2] -= 0.5
-    crop = _warp(image, cv2.invertAffineTransform(matrix), (size, size), cv2.INTER_CUBIC,
-                 cv2.BORDER_REPLICATE)
+    crop = crop_through(image, matrix, size)
     return AlignedFace(crop=crop, matrix=matrix, landmarks=found.landmarks,
                        n_faces=found.n_faces, box=found.box, photo_size=(width, height))
+
+
+def crop_through(photo: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    """The size x size crop that ``matrix`` (photo -> crop pixels) maps ``photo`` onto,
+    resampled as ``align_face`` crops: so a photo edited and pasted back can be read
+    through the original's alignment exactly as the original was (the edit meter)."""
+    return _warp(photo, cv2.invertAffineTransform(matrix), (size, size), cv2.INTER_CUBIC,
+                 cv2.BORDER_REPLICATE)
 
 
 def _footprint(matrix: np.ndarray, width: int, height: int, bounds: tuple[int, int],

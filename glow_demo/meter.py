@@ -244,13 +244,11 @@ class Identity:
     def __init__(self):
         import dlib
 
-        from .align import _landmark_model_path
+        from .align import dlib_model_path
 
-        # beside the landmark model in face-recognition-models (whose own locator
-        # imports pkg_resources, gone from current setuptools)
-        net = _landmark_model_path().with_name("dlib_face_recognition_resnet_model_v1.dat")
+        net = dlib_model_path("dlib_face_recognition_resnet_model_v1.dat")
         self._net = dlib.face_recognition_model_v1(str(net))
-        self._shape = dlib.shape_predictor(str(_landmark_model_path()))
+        self._shape = dlib.shape_predictor(str(dlib_model_path()))
         self._dlib = dlib
 
     def descriptor(self, photo: np.ndarray, box: tuple[float, ...]) -> np.ndarray:
@@ -265,10 +263,9 @@ class Identity:
 def read_back(photo: np.ndarray, aligned) -> torch.Tensor:
     """The 64 px crop of a (possibly edited) photo through the original's alignment,
     resampled exactly as ``AlignedFace.model_input`` resamples the original."""
-    from .align import _warp
+    from .align import crop_through
 
-    crop = _warp(photo, cv2.invertAffineTransform(aligned.matrix), (aligned.size,) * 2,
-                 cv2.INTER_CUBIC, cv2.BORDER_REPLICATE)  # as align_face crops
+    crop = crop_through(photo, aligned.matrix, aligned.size)
     small = Image.fromarray(crop).resize((RESOLUTION, RESOLUTION), Image.LANCZOS)
     return torch.from_numpy(np.asarray(small).copy()).permute(2, 0, 1)
 
