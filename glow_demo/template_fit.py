@@ -3,7 +3,7 @@ crops, on average. ``align.py`` aligns every photo to it.
 
 A one-off tool, kept apart from alignment: the app only reads the shipped template
 (``align.load_template``). About four minutes on two cores:
-``python -m glow_demo.template_fit --fit-template [--celeba DIR] [--n-images 3000]``
+``python -m glow_demo.template_fit [--celeba DIR] [--n-images 3000] [-o FILE]``
 """
 
 from __future__ import annotations
@@ -164,7 +164,6 @@ def template_json(payload: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m glow_demo.template_fit",
                                      description="Fit the landmark template from CelebA.")
-    parser.add_argument("--fit-template", action="store_true", required=True)
     parser.add_argument("--celeba", default=str(DEFAULT_CELEBA))
     parser.add_argument("--n-images", type=int, default=3000)
     parser.add_argument("-o", "--out", default=str(TEMPLATE_PATH))
