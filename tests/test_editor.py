@@ -130,6 +130,26 @@ def test_an_edit_too_far_is_scaled_back_to_a_face(editor: FaceEditor, astronaut)
     assert ranged.applied == 1.0 and ranged.message == ""
 
 
+def test_an_edit_that_explodes_at_every_fraction_leaves_the_face_and_decodes_each_once(
+        editor: FaceEditor, astronaut, monkeypatch) -> None:
+    """Both bisections (below BACKOFF_PEAK, then below STABLE_PEAK) fail here, and the
+    second retraces the first: each fraction is decoded once (1 + 5, not 1 + 5 + 5),
+    and the face is left as it was, with the message that says so."""
+    linear = editor.directions.without_ranges()
+    fractions = []
+    decode = editor.model.decode_with_peak
+
+    def counted(z):
+        fractions.append(round(float((z[0] - astronaut.base).norm()), 3))
+        return decode(z)
+
+    monkeypatch.setattr(editor.model, "decode_with_peak", counted)
+    result = editor.edit(astronaut, {"glasses": 1e4}, directions=linear, limit_skin=False)
+    assert result.applied == 0.0 and "cannot make this edit" in result.message
+    assert len(fractions) == 6 and len(set(fractions)) == 6, fractions
+    assert np.array_equal(np.asarray(result.photo), astronaut.photo)
+
+
 def test_a_sample_without_a_photo_is_edited_with_the_same_guard(editor: FaceEditor) -> None:
     z = torch.randn(editor.model.latent_dim, generator=torch.Generator().manual_seed(0)) * 0.5
     plain, applied = editor.edit_latent(z, {})
