@@ -312,6 +312,7 @@ def build_custom_panel(examples: ExampleGallery):
                                              "attribute", scale=3, elem_id="custom-with-examples")
             without_examples = gr.CheckboxGroup(numbers, label="Example faces without it",
                                                 scale=3, elem_id="custom-without-examples")
+        picked = gr.State({"with": [], "without": []})  # what the two groups show
         with gr.Row():
             with_files = gr.File(label="Photos with the attribute (optional)",
                                  file_count="multiple", file_types=["image"], height=120,
@@ -336,23 +337,31 @@ def build_custom_panel(examples: ExampleGallery):
             load = gr.UploadButton("Load sliders (.safetensors)", elem_id="custom-load")
         saved = gr.File(label="My sliders", interactive=False, visible=False,
                         elem_id="custom-saved")
-    return dict(gallery=gallery, mark=mark, with_examples=with_examples,
+    return dict(gallery=gallery, mark=mark, picked=picked, with_examples=with_examples,
                 without_examples=without_examples, with_files=with_files,
                 without_files=without_files, name=name, learn=learn, note=note, strip=strip,
                 sliders=sliders, save=save, load=load, saved=saved)
 
 
-def toggle_example(mark: str, with_: list | None, without: list | None,
-                   event: gr.SelectData) -> tuple[list, list]:
+def toggle_example(mark: str, picked: dict, event: gr.SelectData) -> tuple[dict, list, list]:
     """A click on example face k puts it on the side ``mark`` names (off the other), or
-    takes it off that side if it is there already."""
+    takes it off that side if it is there already: the session's picks (``picked``, kept
+    on the server) and what the two checkbox groups show. Each click reads the picks the
+    click before it left, so clicks faster than the page's round trip all count: the
+    checkbox values the page would send with a click are still those from before the last
+    one's answer."""
     number = event.index + 1
-    sides = {"with": [n for n in with_ or [] if n != number],
-             "without": [n for n in without or [] if n != number]}
     chosen = "without" if mark == "without" else "with"
-    if number not in ((with_ if chosen == "with" else without) or []):
+    sides = {side: [n for n in picked.get(side, []) if n != number]
+             for side in ("with", "without")}
+    if number not in picked.get(chosen, []):
         sides[chosen] = sorted(sides[chosen] + [number])
-    return sides["with"], sides["without"]
+    return sides, sides["with"], sides["without"]
+
+
+def picks_from_boxes(with_: list | None, without: list | None) -> dict:
+    """The session's picks after a person ticks or unticks a checkbox by hand."""
+    return {"with": sorted(with_ or []), "without": sorted(without or [])}
 
 
 def custom_slider_updates(custom) -> list:
@@ -873,10 +882,16 @@ def build_demo(editor: FaceEditor, sessions: LiveSessions | None = None) -> gr.B
 def wire_custom_panel(custom: dict, session, custom_state, on_learn, on_save, on_load,
                       private: dict) -> None:
     """The events of 'Your own slider' (``build_custom_panel``)."""
-    custom["gallery"].select(toggle_example, [custom["mark"], custom["with_examples"],
-                                              custom["without_examples"]],
-                             [custom["with_examples"], custom["without_examples"]],
-                             queue=False, **private)
+    # one at a time, in the order they were made, every click (not only the first of
+    # those made while one is pending, Gradio's default): ``toggle_example``
+    picking = dict(concurrency_id="example-picks", concurrency_limit=1, **private)
+    boxes = [custom["with_examples"], custom["without_examples"]]
+    custom["gallery"].select(toggle_example, [custom["mark"], custom["picked"]],
+                             [custom["picked"], *boxes], trigger_mode="multiple",
+                             show_progress="hidden", **picking)
+    for box in boxes:
+        box.input(picks_from_boxes, boxes, custom["picked"], show_progress="hidden",
+                  **picking)
     custom["learn"].click(on_learn, [session, custom_state, custom["name"],
                                      custom["with_examples"], custom["without_examples"],
                                      custom["with_files"], custom["without_files"]],
