@@ -31,7 +31,8 @@ def main() -> None:
     parser.add_argument("--hardware", required=True)
     parser.add_argument("--data", required=True)
     parser.add_argument("--strangers-bpd", type=float)
-    parser.add_argument("--storage", default="float16")
+    parser.add_argument("--storage", default="float32",
+                        help="dtype of the shipped weights (float16 up to model v14)")
     parser.add_argument("--wall-minutes", type=float,
                         help="the run's wall time, when the log cannot tell it (see above)")
     args = parser.parse_args()
