@@ -435,8 +435,9 @@ def cmd_meter(args: argparse.Namespace) -> None:
                                                   split="val")]
     edits = [(name, s) for name in args.edits for s in args.strengths]
     editor = FaceEditor.load(args.weights)
-    rows = summarise(measure(editor, meter, photos, edits))
-    print(f"{len(photos)} held-out photos, model {args.weights}:")
+    rows = summarise(measure(editor, meter, photos, edits, within_sliders=args.within_sliders))
+    ends = " (every part within its slider's range)" if args.within_sliders else ""
+    print(f"{len(photos)} held-out photos, model {args.weights}{ends}:")
     print(format_table(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
@@ -657,6 +658,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "blond_hair"])
     p.add_argument("--strengths", nargs="+", type=float,
                    default=[-1.5, -1.0, -0.5, 0.5, 1.0, 1.5])
+    p.add_argument("--within-sliders", action="store_true",
+                   help="keep every part of an edit within its slider's range, as the app "
+                   "does: smile+age_years at 1.5 is smile 1.5 with age 1.0 (+30 years)")
     p.add_argument("--json", default="", help="also write the table's rows here")
     _add_weights(p)
     p.set_defaults(func=cmd_meter)

@@ -358,10 +358,25 @@ def celeba_validation_photos(root: str | Path, n: int) -> list[Path]:
     return files[-VALIDATION_SIZE:][:n]
 
 
+def edit_strengths(name: str, strength: float,
+                   ranges: dict[str, tuple[float, float]] | None = None) -> dict[str, float]:
+    """The sliders an edit moves: "smile+age_years" is a combined edit, every part at the
+    same strength; with ``ranges`` (slider name -> (low, high)) each part stays within its
+    slider's range, as the app's sliders do: at 1.5 that combined edit is smile 1.5 and
+    age 1.0 (+30 years, the age slider's end), not +45 years."""
+    parts = name.split("+")
+    if ranges is None:
+        return dict.fromkeys(parts, strength)
+    return {p: min(max(strength, ranges[p][0]), ranges[p][1]) if p in ranges else strength
+            for p in parts}
+
+
 def measure(editor, meter: Meter, photos: list[Path], edits: list[tuple[str, float]],
-            identity: Identity | None = None, log=print) -> list[EditRecord]:
+            identity: Identity | None = None, log=print, within_sliders: bool = False
+            ) -> list[EditRecord]:
     """Every edit of every photo, through the editor's real path, read back from the
-    full pasted-back photo. Photos the aligner rejects are skipped."""
+    full pasted-back photo. Photos the aligner rejects are skipped. ``within_sliders``:
+    each part of an edit within its slider's range (``edit_strengths``)."""
     from .photo import PhotoError
 
     identity = identity or Identity()
@@ -372,9 +387,9 @@ def measure(editor, meter: Meter, photos: list[Path], edits: list[tuple[str, flo
             face = editor.prepare(path)
         except PhotoError:
             continue
-        # "smile+age_years" is a combined edit: both at the same strength
-        results = editor.edit_batch(face, [dict.fromkeys(name.split("+"), s)
-                                           for name, s in edits])
+        ranges = {a.name: (a.low, a.high) for a in editor.attributes} if within_sliders \
+            else None
+        results = editor.edit_batch(face, [edit_strengths(name, s, ranges) for name, s in edits])
         photos_out = [np.asarray(r.photo) for r in results]
         crops = torch.stack([read_back(p, face.aligned) for p in [face.photo] + photos_out])
         probs = meter.attribute_probs(crops)

@@ -19,6 +19,7 @@ from glow_demo.meter import (
     Identity,
     Meter,
     cheek_redness,
+    edit_strengths,
     face_mask,
     format_table,
     read_back,
@@ -126,6 +127,21 @@ def test_summary_counts_gains_among_faces_without_the_attribute() -> None:
     assert rows[1.0]["d_age"] == pytest.approx(1.0)
     age = summarise([_record("age_years", 1.0, math.nan, math.nan, 0.2)])[0]
     assert "flip" not in age and age["d_age"] == pytest.approx(1.0)
+
+
+def test_a_combined_edit_within_the_sliders_stops_each_part_at_its_slider_end(
+        editor: FaceEditor) -> None:
+    """``meter --within-sliders``: smile + age + gray hair at 1.5 is what the app's sliders
+    can make, age at its end (+1.0 = +30 years), the others at 1.5; without it, every
+    part at 1.5 (age +45 years, past its slider)."""
+    ranges = {a.name: (a.low, a.high) for a in editor.attributes}
+    assert ranges["age_years"] == (-1.0, 1.0) and ranges["smile"] == (-1.5, 1.5)
+    name = "smile+age_years+gray_hair"
+    assert edit_strengths(name, 1.5, ranges) == {"smile": 1.5, "age_years": 1.0,
+                                                 "gray_hair": 1.5}
+    assert edit_strengths(name, -1.5, ranges)["age_years"] == -1.0
+    assert edit_strengths(name, 0.5, ranges) == dict.fromkeys(name.split("+"), 0.5)
+    assert edit_strengths(name, 1.5) == dict.fromkeys(name.split("+"), 1.5)
 
 
 def test_summary_reports_how_much_lighter_faces_became() -> None:
