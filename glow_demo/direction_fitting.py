@@ -452,12 +452,14 @@ def build_directions(model: Glow, model_dir: str | Path, images_uint8: torch.Ten
 
         levels = level_slices(model)
 
-        def fit(z: torch.Tensor, y: np.ndarray, rows: np.ndarray | None = None
+        def fit(z: torch.Tensor, y: np.ndarray, rows: np.ndarray | None = None, *,
+                colour_free: tuple[str, ...] = COLOUR_IS_THE_POINT + COLOUR_ON_THE_SKIN
                 ) -> torch.Tensor:
             c = colour if colour is None or rows is None else colour[rows]
             if shrink:
-                return shrunk_conditional_differences(z, y, attr_names, levels, c)[0]
-            return conditional_differences(z, y, attr_names, c)
+                return shrunk_conditional_differences(z, y, attr_names, levels, c,
+                                                      colour_free)[0]
+            return conditional_differences(z, y, attr_names, c, colour_free)
 
         if shrink:
             diffs, level_weights = shrunk_conditional_differences(latents, attrs, attr_names,
@@ -465,10 +467,7 @@ def build_directions(model: Glow, model_dir: str | Path, images_uint8: torch.Ten
         else:
             diffs = fit(latents, attrs)
         if colour is not None:
-            colour_held = (shrunk_conditional_differences(
-                latents, attrs, attr_names, levels, colour, COLOUR_IS_THE_POINT)[0] if shrink
-                else conditional_differences(latents, attrs, attr_names, colour,
-                                             COLOUR_IS_THE_POINT))
+            colour_held = fit(latents, attrs, colour_free=COLOUR_IS_THE_POINT)
         positions, fold = heldout_positions(latents, attrs, fit, pass_index=True)
         gaps = gaps_from_positions(positions, fold, attrs, quantile)
         diffs, unit = _scaled_to_gaps(diffs, gaps, quantile)

@@ -380,6 +380,7 @@ def measure(editor, meter: Meter, photos: list[Path], edits: list[tuple[str, flo
     from .photo import PhotoError
 
     identity = identity or Identity()
+    ranges = {a.name: (a.low, a.high) for a in editor.attributes} if within_sliders else None
     records: list[EditRecord] = []
     start = time.time()
     for k, path in enumerate(photos):
@@ -387,8 +388,6 @@ def measure(editor, meter: Meter, photos: list[Path], edits: list[tuple[str, flo
             face = editor.prepare(path)
         except PhotoError:
             continue
-        ranges = {a.name: (a.low, a.high) for a in editor.attributes} if within_sliders \
-            else None
         results = editor.edit_batch(face, [edit_strengths(name, s, ranges) for name, s in edits])
         photos_out = [np.asarray(r.photo) for r in results]
         crops = torch.stack([read_back(p, face.aligned) for p in [face.photo] + photos_out])
