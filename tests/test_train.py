@@ -90,6 +90,7 @@ def test_cpu_bf16_couplings_with_flips_train_and_export_float32(small_pack: Path
                                                                  tmp_path: Path) -> None:
     """``--amp`` on the CPU: bf16 only inside the coupling networks; the log and the exported
     model are float32, and the run's validation equals a float32 evaluation of it."""
+    from glow_demo.editor import bf16_supported
     from glow_demo.train import evaluate_bpd
 
     out = tmp_path / "run"
@@ -99,6 +100,8 @@ def test_cpu_bf16_couplings_with_flips_train_and_export_float32(small_pack: Path
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # where the CPU only emulates bf16 (about 10x slower than float32), the run says so
+    assert ("no native bf16" in proc.stdout) == (not bf16_supported()), proc.stdout[-3000:]
     model = Glow.load(out / "model")
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert model.config.scale_floor == 0.2  # the default for new models
