@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .data import DEFAULT_CELEBA, DEFAULT_CELEBA_TEST
 from .images import photo_paths
-from .model import DEFAULT_WEIGHTS, GlowConfig
+from .model import DEFAULT_WEIGHTS, GlowConfig, bf16_supported
 from .utkface import DEFAULT_UTKFACE
 
 
@@ -158,8 +158,6 @@ def cmd_compile_decode(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     model = Glow.load(args.weights)
     if args.dtype == "auto":  # as the app decodes (FaceEditor.load)
-        from .editor import bf16_supported
-
         args.dtype = "bfloat16" if bf16_supported() else "float32"
     model.decode_dtype = getattr(torch, args.dtype)
     if not compiled.compile_decode(model, args.cache):

@@ -45,7 +45,7 @@ from PIL import Image, ImageFilter
 from .align import AlignedFace, align_face, paste_back
 from .directions import Attribute, Directions
 from .images import pil_to_tensor, tensor_to_pil
-from .model import DEFAULT_WEIGHTS, STABLE_PEAK, Glow
+from .model import DEFAULT_WEIGHTS, STABLE_PEAK, Glow, bf16_supported
 from .photo import load_photo
 from .skin import limit_skin_colour, limits_skin_colour
 
@@ -132,14 +132,6 @@ class EditResult:
             return "the model cannot make this edit to this face and keep it a face"
         return (f"the edit went further than the model can take this face: scaled back "
                 f"to {self.applied:.0%} of its strength to stay a face")
-
-
-def bf16_supported() -> bool:
-    """Whether this CPU computes bf16 convolutions natively (oneDNN: AVX512-BF16, AMX)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def _own_keys(strengths: dict[str, float]) -> set[str]:

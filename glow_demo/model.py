@@ -47,6 +47,14 @@ STABLE_PEAK = 16.0
 REDUCED_PEAK = 8.0
 
 
+def bf16_supported() -> bool:
+    """Whether this CPU computes bf16 convolutions natively (oneDNN: AVX512-BF16, AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 class WeightsError(RuntimeError):
     """A weights file is missing, unreadable or does not match its config."""
 

@@ -298,7 +298,7 @@ def test_sample_is_seeded(editor: FaceEditor) -> None:
 
 
 def test_the_bf16_decode_is_the_default_only_where_the_cpu_has_bf16(editor) -> None:
-    from glow_demo.editor import bf16_supported
+    from glow_demo.model import bf16_supported
 
     expected = torch.bfloat16 if bf16_supported() else torch.float32
     assert FaceEditor.load().model.decode_dtype == expected

@@ -90,7 +90,7 @@ def test_cpu_bf16_couplings_with_flips_train_and_export_float32(small_pack: Path
                                                                  tmp_path: Path) -> None:
     """``--amp`` on the CPU: bf16 only inside the coupling networks; the log and the exported
     model are float32, and the run's validation equals a float32 evaluation of it."""
-    from glow_demo.editor import bf16_supported
+    from glow_demo.model import bf16_supported
     from glow_demo.train import evaluate_bpd
 
     out = tmp_path / "run"
