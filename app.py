@@ -371,62 +371,65 @@ def custom_slider_updates(custom) -> list:
                 list(custom) + [None] * (MAX_CUSTOM - len(custom)))]
 
 
-def build_demo(editor: FaceEditor, sessions: LiveSessions | None = None) -> gr.Blocks:
-    """The page and its API. ``editor`` is shared by all sessions (it is thread-safe).
-    ``sessions``: where prepared photos get their fast-preview token (``live_route``)."""
-    if sessions is None:
-        sessions = LiveSessions(SESSION_TTL_S, STATE_SESSIONS)
-    attributes = editor.attributes
-    names = [a.name for a in attributes]
-    known = set(names)
-    faces = example_faces()
-    examples = example_gallery(editor)  # drawn once (a second or two), shared by all
-    folders = upload_folders()  # the only places a request's photo is read from
-    out_dir = Path(tempfile.mkdtemp(prefix="glow-demo-", dir=_ensure(get_upload_folder())))
-    atexit.register(shutil.rmtree, out_dir, ignore_errors=True)
-    frames = FrameStore(out_dir / "frames", ttl_s=FILE_TTL_S)  # the pictures slider moves show
+class Handlers:
+    """What every event of the page and every API endpoint does, each a few lines around
+    the editor. One instance serves all sessions: a session's own state (its prepared
+    photo, its sliders of its own) comes in as ``gr.State`` values."""
 
-    def new_file(suffix: str) -> Path:
+    def __init__(self, editor: FaceEditor, sessions: LiveSessions, examples: ExampleGallery):
+        self.editor = editor
+        self.sessions = sessions  # where prepared photos get their fast-preview token
+        self.examples = examples
+        self.attributes = editor.attributes
+        self.names = [a.name for a in self.attributes]
+        self.folders = upload_folders()  # the only places a request's photo is read from
+        self.out_dir = Path(tempfile.mkdtemp(prefix="glow-demo-",
+                                             dir=_ensure(get_upload_folder())))
+        atexit.register(shutil.rmtree, self.out_dir, ignore_errors=True)
+        # the pictures slider moves show
+        self.frames = FrameStore(self.out_dir / "frames", ttl_s=FILE_TTL_S)
+
+    def new_file(self, suffix: str) -> Path:
         """A fresh path for a download. Gradio serves its own copy of what a callback
         returns, so ours are dropped after a few minutes."""
-        for old in out_dir.iterdir():
+        for old in self.out_dir.iterdir():
             if old.stat().st_mtime < time.time() - FILE_TTL_S:
                 shutil.rmtree(old, ignore_errors=True)
-        return Path(tempfile.mkdtemp(dir=out_dir)) / f"glow-{suffix}"
+        return Path(tempfile.mkdtemp(dir=self.out_dir)) / f"glow-{suffix}"
 
     # ----- shared helpers (UI and API) --------------------------------------------------
-    def prepare_or_raise(payload):
+    def prepare_or_raise(self, payload):
         """Prepare a raw photo payload for the API: bad photos become a gr.Error with the
         message, and a path that is not an upload the neutral ``INVALID_FILE``."""
         try:
-            photo = photo_source(payload, folders)
+            photo = photo_source(payload, self.folders)
             if photo is None:
                 raise gr.Error("No photo given.")
-            return editor.prepare(photo)
+            return self.editor.prepare(photo)
         except PhotoError as err:
             raise gr.Error(str(err)) from None
 
-    def prepare_for_ui(payload):
+    def prepare_for_ui(self, payload):
         """(face or None, status markdown); a bad photo is a warning toast, not an error."""
         try:
-            photo = photo_source(payload, folders)
+            photo = photo_source(payload, self.folders)
             if photo is None:
                 return None, ""
-            face = editor.prepare(photo)
+            face = self.editor.prepare(photo)
         except PhotoError as err:
             gr.Warning(str(err))
             return None, f"⚠️ {err}"
         return face, describe(face)
 
-    def check_strengths(strengths, extra: tuple[str, ...] = ()) -> dict[str, float]:
+    def check_strengths(self, strengths, extra: tuple[str, ...] = ()) -> dict[str, float]:
         if strengths is None:
             return {}
         if not isinstance(strengths, dict):
             raise gr.Error('strengths must be a JSON object such as {"smile": 1.5}.')
-        unknown = sorted(set(strengths) - known - set(extra))
+        unknown = sorted(set(strengths) - set(self.names) - set(extra))
         if unknown:
             raise gr.Error(f"Unknown attribute(s) {', '.join(unknown)}; "
-                           f"known: {', '.join(names + list(extra))}.")
+                           f"known: {', '.join(self.names + list(extra))}.")
         try:
             checked = {k: float(v) for k, v in strengths.items()}
         except (TypeError, ValueError):
@@ -435,6 +438,7 @@ def build_demo(editor: FaceEditor, sessions: LiveSessions | None = None) -> gr.B
             raise gr.Error("Every strength must be a finite number.")
         return checked
 
+    @staticmethod
     def number_in(value, name: str, low: float, high: float) -> float:
         try:
             value = float(value)
@@ -444,20 +448,20 @@ def build_demo(editor: FaceEditor, sessions: LiveSessions | None = None) -> gr.B
             raise gr.Error(f"{name} must be between {low:g} and {high:g}.")
         return value
 
-    def export_morph(face_a, face_b, steps, fmt):
+    def export_morph(self, face_a, face_b, steps, fmt):
         fmt = str(fmt).lower()
         if fmt not in ("gif", "mp4"):
             raise gr.Error("Format must be gif or mp4.")
-        frames = editor.morph(face_a, face_b, steps=int(steps))
-        return str(editor.save_animation(frames, new_file(f"morph.{fmt}")))
+        frames = self.editor.morph(face_a, face_b, steps=int(steps))
+        return str(self.editor.save_animation(frames, self.new_file(f"morph.{fmt}")))
 
-    # ----- UI callbacks ----------------------------------------------------------------
-    def on_photo(payload, previous):
+    # ----- the Edit tab ------------------------------------------------------------------
+    def on_photo(self, payload, previous):
         """Prepare every face in the photo (a one-face photo exactly as before); its
         fast-preview token replaces the previous photo's."""
-        sessions.forget_session(previous)
+        self.sessions.forget_session(previous)
         try:
-            photo = photo_source(payload, folders)
+            photo = photo_source(payload, self.folders)
         except PhotoError as err:
             gr.Warning(str(err))
             photo, err_status = None, f"⚠️ {err}"
@@ -469,13 +473,13 @@ def build_demo(editor: FaceEditor, sessions: LiveSessions | None = None) -> gr.B
         if photo is None:
             return None, None, hide, err_status, *no_picker, ""
         try:
-            group = prepare_group(editor, photo)
+            group = prepare_group(self.editor, photo)
         except PhotoError as err:
             gr.Warning(str(err))
             return None, None, hide, f"⚠️ {err}", *no_picker, ""
-        session = EditSession(group, LiveEdit(editor, group, frames), tuple(names),
-                              MAX_CUSTOM)
-        token = sessions.add(session)
+        session = EditSession(group, LiveEdit(self.editor, group, self.frames),
+                              tuple(self.names), MAX_CUSTOM)
+        token = self.sessions.add(session)
         shown = group.faces[group.largest]
         picker = no_picker
         if len(group) > 1:
@@ -486,6 +490,7 @@ def build_demo(editor: FaceEditor, sessions: LiveSessions | None = None) -> gr.B
         return (session, upscale(shown.model_input), hide, describe_group(group), *picker,
                 token)
 
+    @staticmethod
     def edit_args(session: EditSession, hold, target, custom, values) -> tuple:
         """(per-face strengths, disentangle, directions) for ``LiveEdit``; stores the
         values for the face(s) they edit, and "Keep fixed" and the own sliders for the
@@ -493,6 +498,7 @@ def build_demo(editor: FaceEditor, sessions: LiveSessions | None = None) -> gr.B
         session.record(hold, custom)
         return session.live_args(session.remember(target_index(target), values))
 
+    @staticmethod
     def show(session, target, frame):
         """The outputs of a slider move: (before, after) files, the model's view, status."""
         group = session.group
@@ -504,60 +510,61 @@ def build_demo(editor: FaceEditor, sessions: LiveSessions | None = None) -> gr.B
         return ((frame.before, frame.after), upscale(frame.result.model_views[shown]),
                 status)
 
-    def on_edit(session, hold, target, custom, *values):
+    def on_edit(self, session, hold, target, custom, *values):
         """A slider moved: the picture at preview size (a large photo) or in full."""
         if session is None:
             return None, None, ""
-        args = edit_args(session, hold, target, custom or [], values)
-        return show(session, target, session.live.frame(*args))
+        args = self.edit_args(session, hold, target, custom or [], values)
+        return self.show(session, target, session.live.frame(*args))
 
-    def on_release(session, hold, target, custom, *values):
+    def on_release(self, session, hold, target, custom, *values):
         """A slider let go: a large photo at its own resolution (its decode re-used)."""
         if session is None or not session.live.has_preview:
             return gr.skip(), gr.skip(), gr.skip()
-        args = edit_args(session, hold, target, custom or [], values)
-        return show(session, target, session.live.frame(*args, full=True))
+        args = self.edit_args(session, hold, target, custom or [], values)
+        return self.show(session, target, session.live.frame(*args, full=True))
 
-    def on_target(session, target):
+    def on_target(self, session, target):
         """Picking a face (or all): the sliders show that face's values."""
         if session is None:
-            return [gr.Slider()] * (len(names) + MAX_CUSTOM)
+            return [gr.Slider()] * (len(self.names) + MAX_CUSTOM)
         return session.values_for(target_index(target))
 
+    @staticmethod
     def on_thumb(session, event: gr.SelectData):
         return f"Face {event.index + 1}"
 
-    def on_save(session, hold, target, custom, *values):
+    def on_save(self, session, hold, target, custom, *values):
         if session is None:
             raise gr.Error("Give a photo first.")
-        path = new_file("edited.png")
-        args = edit_args(session, hold, target, custom or [], values)
+        path = self.new_file("edited.png")
+        args = self.edit_args(session, hold, target, custom or [], values)
         session.live.result(*args).photo.save(path)
         return gr.File(value=str(path), visible=True)
 
     # ----- your own slider ------------------------------------------------------------
-    def examples_and_uploads(with_examples, without_examples, with_files, without_files
-                             ) -> tuple[list, list]:
+    def examples_and_uploads(self, with_examples, without_examples, with_files,
+                             without_files) -> tuple[list, list]:
         """Each side's faces: picked example faces (their latents) and uploaded photos
         (raw payloads: only files this server received, see ``photo_source``). Raises
         CustomDirectionError or PhotoError with a message for people."""
-        picked_with, picked_without = examples.pick(with_examples, without_examples)
+        picked_with, picked_without = self.examples.pick(with_examples, without_examples)
         # uploads first, so that "Photo 2 with the attribute" in an error is the 2nd upload
-        return ([*uploaded_paths(with_files, folders), *picked_with],
-                [*uploaded_paths(without_files, folders), *picked_without])
+        return ([*uploaded_paths(with_files, self.folders), *picked_with],
+                [*uploaded_paths(without_files, self.folders), *picked_without])
 
-    def on_learn(session, custom, name, with_examples, without_examples, with_files,
+    def on_learn(self, session, custom, name, with_examples, without_examples, with_files,
                  without_files):
         custom = list(custom or [])
         keep = [gr.Slider()] * MAX_CUSTOM
         if len(custom) >= MAX_CUSTOM:
             raise gr.Error(f"At most {MAX_CUSTOM} sliders of your own; reload the page to "
                            "start again.")
-        taken = names + [c.name for c in custom]
+        taken = self.names + [c.name for c in custom]
         try:
-            with_, without = examples_and_uploads(with_examples, without_examples,
-                                                  with_files, without_files)
-            learned = learn_direction(editor, name or "", with_, without, taken=taken)
+            with_, without = self.examples_and_uploads(with_examples, without_examples,
+                                                       with_files, without_files)
+            learned = learn_direction(self.editor, name or "", with_, without, taken=taken)
         except PhotoError as err:  # a path that is not an upload: the neutral message
             raise gr.Error(str(err)) from None
         except CustomDirectionError as err:
@@ -569,32 +576,32 @@ def build_demo(editor: FaceEditor, sessions: LiveSessions | None = None) -> gr.B
             session.record(session.hold, custom)  # the fast route's sliders too
             group = session.group
             face = group.faces[group.largest]
-            strip = gr.Image(value=strip_image(editor, face, with_custom(
-                editor.directions, custom), learned.name), visible=True)
+            strip = gr.Image(value=strip_image(self.editor, face, with_custom(
+                self.editor.directions, custom), learned.name), visible=True)
         note = f"**Slider '{learned.label}'.** {learned.advice}"
         return custom, note, strip, *custom_slider_updates(custom)
 
-    def on_custom_save(custom):
+    def on_custom_save(self, custom):
         if not custom:
             raise gr.Error("Learn a slider first.")
-        path = new_file("sliders.safetensors")
+        path = self.new_file("sliders.safetensors")
         save_directions(path, custom)
         return gr.File(value=str(path), visible=True)
 
-    def on_custom_load(session, custom, payload):
+    def on_custom_load(self, session, custom, payload):
         custom = list(custom or [])
         try:
-            file = photo_source(payload, folders)  # raw: only a file this server received
+            file = photo_source(payload, self.folders)  # raw: only a file this server received
         except PhotoError as err:
             raise gr.Error(str(err)) from None
         if file is None:
             return custom, "", *([gr.Slider()] * MAX_CUSTOM)
         try:
-            loaded = load_for(editor, file)
+            loaded = load_for(self.editor, file)
         except CustomDirectionError as err:
             gr.Warning(str(err))
             return custom, f"⚠️ {err}", *([gr.Slider()] * MAX_CUSTOM)
-        taken = set(names) | {c.name for c in custom}
+        taken = set(self.names) | {c.name for c in custom}
         added = [c for c in loaded if c.name not in taken][:MAX_CUSTOM - len(custom)]
         custom += added
         if session is not None:
@@ -602,289 +609,299 @@ def build_demo(editor: FaceEditor, sessions: LiveSessions | None = None) -> gr.B
         notes = [f"**{c.label}**: {c.advice}" for c in added] or ["No new sliders in the file."]
         return custom, "\n\n".join(notes), *custom_slider_updates(custom)
 
-    def on_mix_face(payload):
-        return prepare_for_ui(payload)
+    # ----- the Mix and Random tabs ------------------------------------------------------
+    def on_mix_face(self, payload):
+        return self.prepare_for_ui(payload)
 
-    def on_mix(face_a, face_b, t):
+    def on_mix(self, face_a, face_b, t):
         if face_a is None or face_b is None:
             return None, ""
-        result = editor.interpolate(face_a, face_b, float(t))
+        result = self.editor.interpolate(face_a, face_b, float(t))
         return result.photo, edit_status(result)
 
-    def on_export(face_a, face_b, steps, fmt):
+    def on_export(self, face_a, face_b, steps, fmt):
         if face_a is None or face_b is None:
             raise gr.Error("Give two photos first.")
-        return gr.File(value=export_morph(face_a, face_b, steps, fmt), visible=True)
+        return gr.File(value=self.export_morph(face_a, face_b, steps, fmt), visible=True)
 
-    def sample(n, temperature, seed):
+    def sample(self, n, temperature, seed):
         """Random faces drawn from the model (64 x 64); lower temperature = more typical."""
-        return editor.sample(n=int(n), temperature=float(temperature), seed=int(seed))
+        return self.editor.sample(n=int(n), temperature=float(temperature), seed=int(seed))
 
     # ----- API-only endpoints (inputs are photos, not session state) --------------------
     # These run with preprocess=False (photos unopened), so they check their numbers.
-    def edit(photo, strengths, faces=None, directions=None):
+    def edit(self, photo, strengths, faces=None, directions=None):
         """Edit the faces in a photo. strengths: {"smile": 1.5, ...}; faces: "largest"
         (default), "all" or a list of face numbers (1 = leftmost); directions: an optional
         file of custom sliders from /learn_direction, whose names strengths may use.
         Returns a PNG."""
         custom = []
         try:
-            photo = photo_source(photo, folders)  # the photo first: its errors come first
+            photo = photo_source(photo, self.folders)  # the photo first: its errors first
             if photo is None:
                 raise gr.Error("No photo given.")
-            editor.prepare(photo)  # cached: an image with a face, or its PhotoError now
-            for path in uploaded_paths(directions, folders):
-                custom += load_for(editor, path)
+            self.editor.prepare(photo)  # cached: an image with a face, or its PhotoError now
+            for path in uploaded_paths(directions, self.folders):
+                custom += load_for(self.editor, path)
         except (CustomDirectionError, PhotoError) as err:
             raise gr.Error(str(err)) from None
-        checked = check_strengths(strengths, tuple(c.name for c in custom))
+        checked = self.check_strengths(strengths, tuple(c.name for c in custom))
         try:
-            chosen = with_custom(editor.directions, custom) if custom else None
-            return edit_photo(editor, photo, checked, faces_from(faces),
+            chosen = with_custom(self.editor.directions, custom) if custom else None
+            return edit_photo(self.editor, photo, checked, faces_from(faces),
                               directions=chosen).photo
         except (CustomDirectionError, PhotoError, ValueError) as err:
             raise gr.Error(str(err)) from None
 
-    def learn(name, with_photos, without_photos, with_examples=None, without_examples=None):
+    def learn(self, name, with_photos, without_photos, with_examples=None,
+              without_examples=None):
         """A slider of your own from >= 3 faces with an attribute and >= 3 without: uploaded
         photos, and/or example faces by their number in /example_faces (lists such as
         [3, 8, 11]). Returns the direction file (pass it to /edit as directions) and its
         description: name, label, n_with, n_without, reliability (0..1) and advice."""
         try:
-            with_, without = examples_and_uploads(with_examples, without_examples,
-                                                  with_photos, without_photos)
-            learned = learn_direction(editor, name or "", with_, without)
+            with_, without = self.examples_and_uploads(with_examples, without_examples,
+                                                       with_photos, without_photos)
+            learned = learn_direction(self.editor, name or "", with_, without)
         except (CustomDirectionError, PhotoError) as err:
             raise gr.Error(str(err)) from None
-        path = save_directions(new_file(f"{learned.name}.safetensors"), [learned])
+        path = save_directions(self.new_file(f"{learned.name}.safetensors"), [learned])
         return str(path), dict(name=learned.name, label=learned.label,
                                n_with=learned.n_with, n_without=learned.n_without,
                                reliability=round(learned.reliability, 4),
                                advice=learned.advice)
 
-    def mix(photo_a, photo_b, t):
+    def mix(self, photo_a, photo_b, t):
         """Move face A a fraction t (0..1) of the way to face B, in photo A; returns a PNG."""
-        t = number_in(t, "t", 0, 1)
-        return editor.interpolate(prepare_or_raise(photo_a), prepare_or_raise(photo_b),
-                                  t).photo
+        t = self.number_in(t, "t", 0, 1)
+        return self.editor.interpolate(self.prepare_or_raise(photo_a),
+                                       self.prepare_or_raise(photo_b), t).photo
 
-    def morph(photo_a, photo_b, steps, format):  # noqa: A002 (the client's keyword)
+    def morph(self, photo_a, photo_b, steps, format):  # noqa: A002 (the client's keyword)
         """An animation from face A to face B (aligned crops), as a gif or mp4 file."""
-        steps = number_in(steps, "steps", 2, MAX_MORPH_STEPS)
-        return export_morph(prepare_or_raise(photo_a), prepare_or_raise(photo_b), steps,
-                            format)
+        steps = self.number_in(steps, "steps", 2, MAX_MORPH_STEPS)
+        return self.export_morph(self.prepare_or_raise(photo_a),
+                                 self.prepare_or_raise(photo_b), steps, format)
 
-    def list_examples():
+    def list_examples(self):
         """The example faces /learn_direction can pick by number (1 = the first); each
         caption says what it is (a model sample and its seed, or a portrait)."""
-        return [(f.image, f"{f.number}: {f.source}") for f in examples.faces]
+        return [(f.image, f"{f.number}: {f.source}") for f in self.examples.faces]
 
-    def list_attributes():
+    def list_attributes(self):
         """Every attribute /edit accepts: name, label, main (headline slider), low, high."""
         return [dict(name=a.name, label=a.label, main=a.main, low=a.low, high=a.high)
-                for a in attributes]
+                for a in self.attributes]
 
-    # ----- layout ----------------------------------------------------------------------
+
+def build_demo(editor: FaceEditor, sessions: LiveSessions | None = None) -> gr.Blocks:
+    """The page and its API. ``editor`` is shared by all sessions (it is thread-safe).
+    ``sessions``: where prepared photos get their fast-preview token (``live_route``)."""
+    if sessions is None:
+        sessions = LiveSessions(SESSION_TTL_S, STATE_SESSIONS)
+    faces = example_faces()
+    examples = example_gallery(editor)  # drawn once (a second or two), shared by all
+    handlers = Handlers(editor, sessions, examples)
     with gr.Blocks(title="Glow face editor", analytics_enabled=False,
                    delete_cache=CACHE_CLEANUP) as demo:
-        # an EditSession; its fast-preview token is forgotten with it
-        session = gr.State(None, time_to_live=SESSION_TTL_S,
-                           delete_callback=sessions.forget_session)
-        mix_a_state = gr.State(None, time_to_live=SESSION_TTL_S)
-        mix_b_state = gr.State(None, time_to_live=SESSION_TTL_S)
-        custom_state = gr.State([], time_to_live=SESSION_TTL_S)  # CustomDirection list
-
+        states = dict(
+            # an EditSession; its fast-preview token is forgotten with it
+            session=gr.State(None, time_to_live=SESSION_TTL_S,
+                             delete_callback=sessions.forget_session),
+            mix_a=gr.State(None, time_to_live=SESSION_TTL_S),
+            mix_b=gr.State(None, time_to_live=SESSION_TTL_S),
+            custom=gr.State([], time_to_live=SESSION_TTL_S),  # CustomDirection list
+        )
         gr.Markdown("# Glow face editor\nDrop in a face photo and move the sliders: a Glow "
                     "normalizing flow re-draws the face, live, on this computer.")
         with gr.Tabs():
             with gr.Tab("Edit", id="edit"):
-                with gr.Row():
-                    with gr.Column(scale=2, min_width=260):
-                        photo = photo_input(label="Your photo", height=320,
-                                           elem_id="photo")
-                        if faces:
-                            gr.Examples(faces, inputs=photo, label="Example faces")
-                        with gr.Row():
-                            aligned = gr.Image(label="What the model sees (64×64)",
-                                               interactive=False, format="png", height=160,
-                                               buttons=[], elem_id="aligned")
-                        face_status = gr.Markdown(elem_classes="face-status",
-                                                  elem_id="face-status")
-                        thumbs, target = build_face_picker()
-                        # the page's key to the fast preview route (live_preview.js)
-                        live_token = gr.Textbox(visible="hidden", elem_id="live-token",
-                                                interactive=False)
-                    with gr.Column(scale=3, min_width=320):
-                        with gr.Row():
-                            compare = gr.ImageSlider(label="Before / after (drag to compare)",
-                                                     format="jpeg", interactive=False,
-                                                     buttons=["fullscreen"], max_height=480,
-                                                     scale=3, elem_id="result")
-                            model_view = gr.Image(label="Model output (64×64)",
-                                                  interactive=False, format="png",
-                                                  buttons=[], scale=1, min_width=120,
-                                                  elem_id="model-view")
-                        latency = gr.Markdown(elem_classes="latency", elem_id="latency")
-                        sliders = []
-                        main = [a for a in attributes if a.main]
-                        rest = [a for a in attributes if not a.main]
-                        for row in range(0, len(main), 3):
-                            with gr.Row():
-                                sliders += [_slider(a) for a in main[row:row + 3]]
-                        with gr.Accordion("All attributes", open=False):
-                            for row in range(0, len(rest), 3):
-                                with gr.Row():
-                                    sliders += [_slider(a) for a in rest[row:row + 3]]
-                        hold = gr.CheckboxGroup(
-                            [(a.label, a.name) for a in main], label="Keep fixed while "
-                            "editing (each edit loses its part along these, e.g. age "
-                            "without changing gender)", elem_id="hold")
-                        with gr.Row():
-                            reset = gr.Button("Reset sliders", elem_id="reset")
-                            save = gr.Button("Save full-resolution PNG", variant="primary",
-                                             elem_id="save")
-                        saved = gr.File(label="Edited photo (PNG)", interactive=False,
-                                        visible=False, elem_id="saved")
-                        custom = build_custom_panel(examples)
-                # sliders were created in attribute order (main, then the rest) = `names`
-                order = {a.name: i for i, a in enumerate(main + rest)}
-                sliders = [sliders[order[n]] for n in names]
-
+                edit_tab = build_edit_tab(editor.attributes, faces, examples)
             with gr.Tab("Mix", id="mix"):
-                with gr.Row():
-                    with gr.Column():
-                        mix_a = photo_input(label="Face A", height=260, elem_id="mix-a")
-                        mix_a_status = gr.Markdown(elem_classes="face-status")
-                    with gr.Column():
-                        mix_b = photo_input(label="Face B", height=260, elem_id="mix-b")
-                        mix_b_status = gr.Markdown(elem_classes="face-status")
-                    with gr.Column():
-                        mixed = gr.Image(label="A → B (in photo A)", format="jpeg",
-                                         interactive=False, height=260, elem_id="mixed",
-                                         buttons=["fullscreen"])
-                        mix_latency = gr.Markdown(elem_classes="latency")
-                t = gr.Slider(0, 1, value=0.5, step=0.02, label="Mix (0 = A, 1 = B)",
-                              elem_id="mix-t")
-                with gr.Row():
-                    steps = gr.Slider(3, 30, value=9, step=1, label="Morph frames")
-                    fmt = gr.Radio(["gif", "mp4"], value="gif", label="Format")
-                    export = gr.Button("Export morph", variant="primary")
-                animation = gr.File(label="Morph animation", interactive=False, visible=False,
-                                    elem_id="animation")
-                if len(faces) >= 2:
-                    gr.Examples([[a, b] for a in faces for b in faces if a != b],
-                                inputs=[mix_a, mix_b], label="Example pairs",
-                                examples_per_page=6)
-
+                mix_tab = build_mix_tab(faces)
             with gr.Tab("Random", id="random"):
-                with gr.Row():
-                    n = gr.Slider(1, 16, value=8, step=1, label="Faces")
-                    temperature = gr.Slider(0, 1.2, value=0.7, step=0.05,
-                                            label="Temperature (lower = more typical)")
-                    seed = gr.Number(0, precision=0, minimum=0, label="Seed")
-                with gr.Row():
-                    draw = gr.Button("Draw faces", variant="primary")
-                    surprise = gr.Button("New seed")
-                gallery = gr.Gallery(label="Random faces from the model", columns=8,
-                                     height="auto", format="png", object_fit="contain",
-                                     buttons=["download", "fullscreen"], elem_id="samples")
-
-        # Hidden components carrying the API-only endpoints (photos in, files out).
-        with gr.Column(visible=False):
-            api_photo = photo_input(label="photo")
-            api_photo_b = photo_input(label="photo_b")
-            api_strengths = gr.JSON({}, label="strengths")
-            api_t = gr.Slider(0, 1, value=0.5, label="t")
-            api_steps = gr.Slider(2, MAX_MORPH_STEPS, value=9, step=1, label="steps")
-            api_fmt = gr.Radio(["gif", "mp4"], value="gif", label="format")
-            api_image = gr.Image(format="png", label="photo")
-            api_file = gr.File(label="file")
-            api_json = gr.JSON(label="attributes")
-            api_faces = gr.JSON(None, label="faces")  # None: "largest"
-            api_directions = gr.File(label="directions")
-            api_name = gr.Textbox(label="name")
-            api_with = gr.File(file_count="multiple", label="with_photos")
-            api_without = gr.File(file_count="multiple", label="without_photos")
-            api_learned = gr.JSON(label="direction")
-            api_with_examples = gr.JSON(None, label="with_examples")
-            api_without_examples = gr.JSON(None, label="without_examples")
-            api_examples = gr.Gallery(format="png", label="example faces")
-            api_buttons = [gr.Button() for _ in range(6)]
-
-        # ----- events ----------------------------------------------------------------------
-        private = dict(api_visibility="private")
-        edit_outputs = [compare, model_view, latency]
-        raw = dict(preprocess=False)  # photos reach the editor unopened: see photo_source
-        all_sliders = sliders + custom["sliders"]  # built-in, then a person's own
-        edit_inputs = [session, hold, target, custom_state, *all_sliders]
-        photo.change(on_photo, [photo, session],
-                     [session, aligned, saved, face_status, thumbs, target, live_token],
-                     show_progress_on=[aligned], **raw, **private, **MODEL).then(
-            on_edit, edit_inputs, edit_outputs, show_progress="hidden", **private, **MODEL)
-        # Every slider change (drag, keys, number box, reset) asks for one decode; with
-        # always_last a drag never queues more than one pending decode per session.
-        gr.on([s.change for s in all_sliders] + [hold.change], on_edit, edit_inputs,
-              edit_outputs, trigger_mode="always_last", show_progress="hidden", **private,
-              **MODEL)
-        # Moves show a preview of a large photo; letting go (pointer up, leaving the
-        # number box) shows it in full, re-using the last move's decode (LiveEdit).
-        gr.on([s.release for s in all_sliders], on_release, edit_inputs, edit_outputs,
-              trigger_mode="always_last", show_progress="hidden", **private, **MODEL)
-        # Picking a face (radio or thumbnail) shows its values on the sliders
-        target.input(on_target, [session, target], all_sliders, queue=False,
-                     **private).then(on_edit, edit_inputs, edit_outputs,
-                                     show_progress="hidden", **private, **MODEL)
-        thumbs.select(on_thumb, [session], target, queue=False, **private).then(
-            on_target, [session, target], all_sliders, queue=False, **private).then(
-            on_edit, edit_inputs, edit_outputs, show_progress="hidden", **private, **MODEL)
-        reset.click(lambda: [0.0] * len(all_sliders), None, all_sliders, queue=False,
-                    **private)
-        save.click(on_save, edit_inputs, saved, **private, **MODEL)
-        wire_custom_panel(custom, session, custom_state, on_learn, on_custom_save,
-                          on_custom_load, private)
-
-        mix_a.change(on_mix_face, mix_a, [mix_a_state, mix_a_status],
-                     **raw, **private, **MODEL).then(
-            on_mix, [mix_a_state, mix_b_state, t], [mixed, mix_latency],
-            show_progress="hidden", **private, **MODEL)
-        mix_b.change(on_mix_face, mix_b, [mix_b_state, mix_b_status],
-                     **raw, **private, **MODEL).then(
-            on_mix, [mix_a_state, mix_b_state, t], [mixed, mix_latency],
-            show_progress="hidden", **private, **MODEL)
-        t.change(on_mix, [mix_a_state, mix_b_state, t], [mixed, mix_latency],
-                 trigger_mode="always_last", show_progress="hidden", **private, **MODEL)
-        export.click(on_export, [mix_a_state, mix_b_state, steps, fmt], animation,
-                     **private, **MODEL)
-
-        draw.click(sample, [n, temperature, seed], gallery, api_name="sample", **MODEL)
-        surprise.click(lambda: random.randrange(2**31), None, seed, queue=False,
-                       **private).then(sample, [n, temperature, seed], gallery, **private,
-                                       **MODEL)
-
-        api_buttons[0].click(edit, [api_photo, api_strengths, api_faces, api_directions],
-                             api_image, api_name="edit", **raw, **MODEL)
-        api_buttons[4].click(learn, [api_name, api_with, api_without, api_with_examples,
-                                     api_without_examples],
-                             [api_file, api_learned], api_name="learn_direction", **raw,
-                             **MODEL)
-        api_buttons[5].click(list_examples, None, api_examples, api_name="example_faces",
-                             queue=False)
-        api_buttons[1].click(mix, [api_photo, api_photo_b, api_t], api_image,
-                             api_name="mix", **raw, **MODEL)
-        api_buttons[2].click(morph, [api_photo, api_photo_b, api_steps, api_fmt], api_file,
-                             api_name="morph", **raw, **MODEL)
-        api_buttons[3].click(list_attributes, None, api_json, api_name="attributes",
-                             queue=False)
+                random_tab = build_random_tab()
+        api = build_api_inputs()
+        wire_edit_tab(edit_tab, states, handlers)
+        wire_mix_tab(mix_tab, states, handlers)
+        wire_random_tab(random_tab, handlers)
+        wire_api(api, handlers)
     demo.queue(default_concurrency_limit=MODEL_WORKERS, max_size=QUEUE_SIZE)
     return demo
 
 
-def wire_custom_panel(custom: dict, session, custom_state, on_learn, on_save, on_load,
-                      private: dict) -> None:
+# ----- layout: each builder makes one part of the page and returns its components -------
+def build_edit_tab(attributes, faces: list[str], examples: ExampleGallery) -> dict:
+    """The Edit tab: the photo, what the model sees, the before/after view, the sliders
+    (``sliders`` in attribute order), "Keep fixed", save, and 'Your own slider'."""
+    with gr.Row():
+        with gr.Column(scale=2, min_width=260):
+            photo = photo_input(label="Your photo", height=320, elem_id="photo")
+            if faces:
+                gr.Examples(faces, inputs=photo, label="Example faces")
+            with gr.Row():
+                aligned = gr.Image(label="What the model sees (64×64)", interactive=False,
+                                   format="png", height=160, buttons=[], elem_id="aligned")
+            face_status = gr.Markdown(elem_classes="face-status", elem_id="face-status")
+            thumbs, target = build_face_picker()
+            # the page's key to the fast preview route (live_preview.js)
+            live_token = gr.Textbox(visible="hidden", elem_id="live-token", interactive=False)
+        with gr.Column(scale=3, min_width=320):
+            with gr.Row():
+                compare = gr.ImageSlider(label="Before / after (drag to compare)",
+                                         format="jpeg", interactive=False,
+                                         buttons=["fullscreen"], max_height=480, scale=3,
+                                         elem_id="result")
+                model_view = gr.Image(label="Model output (64×64)", interactive=False,
+                                      format="png", buttons=[], scale=1, min_width=120,
+                                      elem_id="model-view")
+            latency = gr.Markdown(elem_classes="latency", elem_id="latency")
+            sliders = []
+            main = [a for a in attributes if a.main]
+            rest = [a for a in attributes if not a.main]
+            for row in range(0, len(main), 3):
+                with gr.Row():
+                    sliders += [_slider(a) for a in main[row:row + 3]]
+            with gr.Accordion("All attributes", open=False):
+                for row in range(0, len(rest), 3):
+                    with gr.Row():
+                        sliders += [_slider(a) for a in rest[row:row + 3]]
+            hold = gr.CheckboxGroup(
+                [(a.label, a.name) for a in main], label="Keep fixed while editing (each "
+                "edit loses its part along these, e.g. age without changing gender)",
+                elem_id="hold")
+            with gr.Row():
+                reset = gr.Button("Reset sliders", elem_id="reset")
+                save = gr.Button("Save full-resolution PNG", variant="primary",
+                                 elem_id="save")
+            saved = gr.File(label="Edited photo (PNG)", interactive=False, visible=False,
+                            elem_id="saved")
+            custom = build_custom_panel(examples)
+    # sliders were created in attribute order (main, then the rest) = `attributes`
+    order = {a.name: i for i, a in enumerate(main + rest)}
+    sliders = [sliders[order[a.name]] for a in attributes]
+    return dict(photo=photo, aligned=aligned, face_status=face_status, thumbs=thumbs,
+                target=target, live_token=live_token, compare=compare,
+                model_view=model_view, latency=latency, sliders=sliders, hold=hold,
+                reset=reset, save=save, saved=saved, custom=custom)
+
+
+def build_mix_tab(faces: list[str]) -> dict:
+    """The Mix tab: two photos, the mix in photo A, and a morph to export."""
+    with gr.Row():
+        with gr.Column():
+            mix_a = photo_input(label="Face A", height=260, elem_id="mix-a")
+            mix_a_status = gr.Markdown(elem_classes="face-status")
+        with gr.Column():
+            mix_b = photo_input(label="Face B", height=260, elem_id="mix-b")
+            mix_b_status = gr.Markdown(elem_classes="face-status")
+        with gr.Column():
+            mixed = gr.Image(label="A → B (in photo A)", format="jpeg", interactive=False,
+                             height=260, elem_id="mixed", buttons=["fullscreen"])
+            mix_latency = gr.Markdown(elem_classes="latency")
+    t = gr.Slider(0, 1, value=0.5, step=0.02, label="Mix (0 = A, 1 = B)", elem_id="mix-t")
+    with gr.Row():
+        steps = gr.Slider(3, 30, value=9, step=1, label="Morph frames")
+        fmt = gr.Radio(["gif", "mp4"], value="gif", label="Format")
+        export = gr.Button("Export morph", variant="primary")
+    animation = gr.File(label="Morph animation", interactive=False, visible=False,
+                        elem_id="animation")
+    if len(faces) >= 2:
+        gr.Examples([[a, b] for a in faces for b in faces if a != b],
+                    inputs=[mix_a, mix_b], label="Example pairs", examples_per_page=6)
+    return dict(mix_a=mix_a, mix_a_status=mix_a_status, mix_b=mix_b,
+                mix_b_status=mix_b_status, mixed=mixed, mix_latency=mix_latency, t=t,
+                steps=steps, fmt=fmt, export=export, animation=animation)
+
+
+def build_random_tab() -> dict:
+    """The Random tab: how many faces, temperature, seed, and the faces drawn."""
+    with gr.Row():
+        n = gr.Slider(1, 16, value=8, step=1, label="Faces")
+        temperature = gr.Slider(0, 1.2, value=0.7, step=0.05,
+                                label="Temperature (lower = more typical)")
+        seed = gr.Number(0, precision=0, minimum=0, label="Seed")
+    with gr.Row():
+        draw = gr.Button("Draw faces", variant="primary")
+        surprise = gr.Button("New seed")
+    gallery = gr.Gallery(label="Random faces from the model", columns=8, height="auto",
+                         format="png", object_fit="contain",
+                         buttons=["download", "fullscreen"], elem_id="samples")
+    return dict(n=n, temperature=temperature, seed=seed, draw=draw, surprise=surprise,
+                gallery=gallery)
+
+
+def build_api_inputs() -> dict:
+    """Hidden components carrying the API-only endpoints (photos in, files out)."""
+    with gr.Column(visible=False):
+        return dict(
+            photo=photo_input(label="photo"),
+            photo_b=photo_input(label="photo_b"),
+            strengths=gr.JSON({}, label="strengths"),
+            t=gr.Slider(0, 1, value=0.5, label="t"),
+            steps=gr.Slider(2, MAX_MORPH_STEPS, value=9, step=1, label="steps"),
+            fmt=gr.Radio(["gif", "mp4"], value="gif", label="format"),
+            image=gr.Image(format="png", label="photo"),
+            file=gr.File(label="file"),
+            json=gr.JSON(label="attributes"),
+            faces=gr.JSON(None, label="faces"),  # None: "largest"
+            directions=gr.File(label="directions"),
+            name=gr.Textbox(label="name"),
+            with_photos=gr.File(file_count="multiple", label="with_photos"),
+            without_photos=gr.File(file_count="multiple", label="without_photos"),
+            learned=gr.JSON(label="direction"),
+            with_examples=gr.JSON(None, label="with_examples"),
+            without_examples=gr.JSON(None, label="without_examples"),
+            examples=gr.Gallery(format="png", label="example faces"),
+            buttons=[gr.Button() for _ in range(6)],
+        )
+
+
+# ----- events: each wires one part of the page to the handlers ---------------------------
+PRIVATE = dict(api_visibility="private")  # the page's own events: not in the API
+RAW = dict(preprocess=False)  # photos reach the editor unopened: see photo_source
+
+
+def wire_edit_tab(ui: dict, states: dict, h: Handlers) -> None:
+    """The Edit tab's events: a photo, slider moves and releases, picking a face, reset,
+    save, and 'Your own slider'."""
+    session, custom = states["session"], ui["custom"]
+    edit_outputs = [ui["compare"], ui["model_view"], ui["latency"]]
+    all_sliders = ui["sliders"] + custom["sliders"]  # built-in, then a person's own
+    edit_inputs = [session, ui["hold"], ui["target"], states["custom"], *all_sliders]
+    target = ui["target"]
+    ui["photo"].change(h.on_photo, [ui["photo"], session],
+                       [session, ui["aligned"], ui["saved"], ui["face_status"], ui["thumbs"],
+                        target, ui["live_token"]],
+                       show_progress_on=[ui["aligned"]], **RAW, **PRIVATE, **MODEL).then(
+        h.on_edit, edit_inputs, edit_outputs, show_progress="hidden", **PRIVATE, **MODEL)
+    # Every slider change (drag, keys, number box, reset) asks for one decode; with
+    # always_last a drag never queues more than one pending decode per session.
+    gr.on([s.change for s in all_sliders] + [ui["hold"].change], h.on_edit, edit_inputs,
+          edit_outputs, trigger_mode="always_last", show_progress="hidden", **PRIVATE,
+          **MODEL)
+    # Moves show a preview of a large photo; letting go (pointer up, leaving the
+    # number box) shows it in full, re-using the last move's decode (LiveEdit).
+    gr.on([s.release for s in all_sliders], h.on_release, edit_inputs, edit_outputs,
+          trigger_mode="always_last", show_progress="hidden", **PRIVATE, **MODEL)
+    # Picking a face (radio or thumbnail) shows its values on the sliders
+    target.input(h.on_target, [session, target], all_sliders, queue=False,
+                 **PRIVATE).then(h.on_edit, edit_inputs, edit_outputs,
+                                 show_progress="hidden", **PRIVATE, **MODEL)
+    ui["thumbs"].select(h.on_thumb, [session], target, queue=False, **PRIVATE).then(
+        h.on_target, [session, target], all_sliders, queue=False, **PRIVATE).then(
+        h.on_edit, edit_inputs, edit_outputs, show_progress="hidden", **PRIVATE, **MODEL)
+    ui["reset"].click(lambda: [0.0] * len(all_sliders), None, all_sliders, queue=False,
+                      **PRIVATE)
+    ui["save"].click(h.on_save, edit_inputs, ui["saved"], **PRIVATE, **MODEL)
+    wire_custom_panel(custom, session, states["custom"], h)
+
+
+def wire_custom_panel(custom: dict, session, custom_state, h: Handlers) -> None:
     """The events of 'Your own slider' (``build_custom_panel``)."""
     # one at a time, in the order they were made, every click (not only the first of
     # those made while one is pending, Gradio's default): ``toggle_example``
-    picking = dict(concurrency_id="example-picks", concurrency_limit=1, **private)
+    picking = dict(concurrency_id="example-picks", concurrency_limit=1, **PRIVATE)
     boxes = [custom["with_examples"], custom["without_examples"]]
     custom["gallery"].select(toggle_example, [custom["mark"], custom["picked"]],
                              [custom["picked"], *boxes], trigger_mode="multiple",
@@ -892,15 +909,60 @@ def wire_custom_panel(custom: dict, session, custom_state, on_learn, on_save, on
     for box in boxes:
         box.input(picks_from_boxes, boxes, custom["picked"], show_progress="hidden",
                   **picking)
-    custom["learn"].click(on_learn, [session, custom_state, custom["name"],
-                                     custom["with_examples"], custom["without_examples"],
-                                     custom["with_files"], custom["without_files"]],
+    custom["learn"].click(h.on_learn, [session, custom_state, custom["name"],
+                                       custom["with_examples"], custom["without_examples"],
+                                       custom["with_files"], custom["without_files"]],
                           [custom_state, custom["note"], custom["strip"], *custom["sliders"]],
-                          preprocess=False, **private, **MODEL)
-    custom["save"].click(on_save, custom_state, custom["saved"], **private, **MODEL)
-    custom["load"].upload(on_load, [session, custom_state, custom["load"]],
+                          **RAW, **PRIVATE, **MODEL)
+    custom["save"].click(h.on_custom_save, custom_state, custom["saved"], **PRIVATE,
+                         **MODEL)
+    custom["load"].upload(h.on_custom_load, [session, custom_state, custom["load"]],
                           [custom_state, custom["note"], *custom["sliders"]],
-                          preprocess=False, **private, **MODEL)
+                          **RAW, **PRIVATE, **MODEL)
+
+
+def wire_mix_tab(ui: dict, states: dict, h: Handlers) -> None:
+    """The Mix tab's events: each photo prepared as it arrives, the mix redrawn as t
+    moves, and the morph exported."""
+    faces = [states["mix_a"], states["mix_b"], ui["t"]]
+    mixed = [ui["mixed"], ui["mix_latency"]]
+    for side in ("mix_a", "mix_b"):
+        ui[side].change(h.on_mix_face, ui[side], [states[side], ui[f"{side}_status"]],
+                        **RAW, **PRIVATE, **MODEL).then(
+            h.on_mix, faces, mixed, show_progress="hidden", **PRIVATE, **MODEL)
+    ui["t"].change(h.on_mix, faces, mixed, trigger_mode="always_last",
+                   show_progress="hidden", **PRIVATE, **MODEL)
+    ui["export"].click(h.on_export, [states["mix_a"], states["mix_b"], ui["steps"],
+                                     ui["fmt"]], ui["animation"], **PRIVATE, **MODEL)
+
+
+def wire_random_tab(ui: dict, h: Handlers) -> None:
+    """The Random tab's events; drawing is also the API's /sample."""
+    drawn = [ui["n"], ui["temperature"], ui["seed"]]
+    ui["draw"].click(h.sample, drawn, ui["gallery"], api_name="sample", **MODEL)
+    ui["surprise"].click(lambda: random.randrange(2**31), None, ui["seed"], queue=False,
+                         **PRIVATE).then(h.sample, drawn, ui["gallery"], **PRIVATE,
+                                         **MODEL)
+
+
+def wire_api(api: dict, h: Handlers) -> None:
+    """The API-only endpoints, on the hidden components of ``build_api_inputs``."""
+    buttons = api["buttons"]
+    buttons[0].click(h.edit, [api["photo"], api["strengths"], api["faces"],
+                              api["directions"]],
+                     api["image"], api_name="edit", **RAW, **MODEL)
+    buttons[4].click(h.learn, [api["name"], api["with_photos"], api["without_photos"],
+                               api["with_examples"], api["without_examples"]],
+                     [api["file"], api["learned"]], api_name="learn_direction", **RAW,
+                     **MODEL)
+    buttons[5].click(h.list_examples, None, api["examples"], api_name="example_faces",
+                     queue=False)
+    buttons[1].click(h.mix, [api["photo"], api["photo_b"], api["t"]], api["image"],
+                     api_name="mix", **RAW, **MODEL)
+    buttons[2].click(h.morph, [api["photo"], api["photo_b"], api["steps"], api["fmt"]],
+                     api["file"], api_name="morph", **RAW, **MODEL)
+    buttons[3].click(h.list_attributes, None, api["json"], api_name="attributes",
+                     queue=False)
 
 
 def _slider(attribute) -> gr.Slider:
