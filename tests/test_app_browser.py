@@ -192,7 +192,7 @@ def test_a_large_photo_previews_while_dragged_and_is_full_when_let_go(page, tmp_
 def test_an_unusual_face_is_edited_stably_and_says_so(page) -> None:
     """Grace Hopper's portrait is edited from a smoothed copy (the page says so). Glasses
     at +1.5 still explode from it before the edge of the range held-out faces show (model
-    v16: at 0.65 of the step), so the edit is scaled back to a face (72 % of it, to where
+    v17, as v16: at 0.65 of the step), so the edit is scaled back to a face (72 % of it, to where
     its decode peaks below BACKOFF_PEAK) and the page says by how much."""
     page.locator("#photo input[type=file]").set_input_files(str(HOPPER))
     page.locator("#aligned img").wait_for(state="visible")
