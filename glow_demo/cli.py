@@ -51,8 +51,15 @@ def cmd_pack(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from .train import TrainConfig, train
 
+    lr = TrainConfig.lr if args.lr is None else args.lr
+    if args.lr is None and args.init_from:
+        # the from-scratch rate undoes a trained model's last gains (README, "Continuing on
+        # the CPU, the learning rate": even 5e-5 was too hot for the shipped model)
+        print(f"warning: --init-from without --lr trains at {lr:g}, the rate for a model from "
+              "scratch, which undoes a trained model's last gains: give --lr (the shipped "
+              "model continues at ~3e-7)", flush=True)
     cfg = TrainConfig(
-        data=args.data, out=args.out, batch_size=args.batch_size, lr=args.lr,
+        data=args.data, out=args.out, batch_size=args.batch_size, lr=lr,
         warmup_steps=args.warmup, grad_clip=args.grad_clip, minutes=args.minutes,
         max_steps=args.max_steps, val_every=args.val_every, val_size=args.val_size,
         checkpoint_minutes=args.checkpoint_minutes, amp=args.amp, flip=args.flip,
@@ -458,7 +465,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="data/celeba64.npz", help="pack written by `pack`")
     p.add_argument("--out", default="runs/celeba64", help="run directory")
     p.add_argument("--batch-size", type=int, default=32, help="per process")
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=None,
+                   help="peak learning rate (default 1e-3, for a model from scratch; with "
+                   "--init-from give a low one: the shipped model continues at ~3e-7)")
     p.add_argument("--warmup", type=int, default=200, help="learning-rate warm-up steps")
     p.add_argument("--grad-clip", type=float, default=50.0)
     p.add_argument("--minutes", type=float, default=0.0, help="stop (and save) after this long")

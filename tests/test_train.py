@@ -111,6 +111,30 @@ def test_cpu_bf16_couplings_with_flips_train_and_export_float32(small_pack: Path
     assert abs(evaluate_bpd(model, val[:8]) - logged) < 1e-4
 
 
+@pytest.mark.needs_data(DEFAULT_CELEBA)
+def test_continuing_a_model_without_a_learning_rate_warns(small_pack: Path,
+                                                          tmp_path: Path) -> None:
+    """``--init-from`` with train's from-scratch default rate (1e-3) would undo a trained
+    model's last gains, so the run says so; with ``--lr`` given, or from scratch, it does
+    not."""
+    def run(out: Path, *extra: str) -> str:
+        cmd = [sys.executable, "-m", "glow_demo", "train", "--data", str(small_pack),
+               "--out", str(out), "--batch-size", "4", "--max-steps", "1", "--val-every", "1",
+               "--val-size", "8", "--warmup", "1", *TINY_ARGS, *extra]
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc.stdout + proc.stderr
+
+    warning = "--init-from without --lr"
+    assert warning not in run(tmp_path / "scratch")
+    model = str(tmp_path / "scratch" / "model")
+    assert warning in run(tmp_path / "default", "--init-from", model)
+    assert warning not in run(tmp_path / "low", "--init-from", model, "--lr", "3e-7")
+    log = json.loads((tmp_path / "low" / "log.jsonl").read_text().splitlines()[-1])
+    assert np.isfinite(log["val_bpd"])
+
+
 def test_learning_rate_warms_up_then_decays_over_the_last_minutes() -> None:
     from glow_demo.train import TrainConfig, _lr_at
 
