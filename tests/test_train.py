@@ -67,6 +67,16 @@ def _train(pack: Path, out: Path, steps: int, nproc: int, resume: bool = False) 
     return proc.stdout + proc.stderr
 
 
+def _train_one_process(pack: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
+    """``python -m glow_demo train`` on the tiny model in one process; it must succeed."""
+    cmd = [sys.executable, "-m", "glow_demo", "train", "--data", str(pack), "--out", str(out),
+           "--batch-size", "4", "--val-size", "8", *TINY_ARGS, *args]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
 @pytest.mark.needs_data(DEFAULT_CELEBA)
 def test_ddp_two_cpu_processes_train_and_resume(small_pack: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
@@ -94,12 +104,8 @@ def test_cpu_bf16_couplings_with_flips_train_and_export_float32(small_pack: Path
     from glow_demo.train import evaluate_bpd
 
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "glow_demo", "train", "--data", str(small_pack),
-           "--out", str(out), "--batch-size", "4", "--max-steps", "4", "--val-every", "4",
-           "--val-size", "8", "--warmup", "2", "--amp", *TINY_ARGS]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = _train_one_process(small_pack, out, "--max-steps", "4", "--val-every", "4",
+                              "--warmup", "2", "--amp")
     # where the CPU only emulates bf16 (about 10x slower than float32), the run says so
     assert ("no native bf16" in proc.stdout) == (not bf16_supported()), proc.stdout[-3000:]
     model = Glow.load(out / "model")
@@ -118,12 +124,8 @@ def test_continuing_a_model_without_a_learning_rate_warns(small_pack: Path,
     model's last gains, so the run says so; with ``--lr`` given, or from scratch, it does
     not."""
     def run(out: Path, *extra: str) -> str:
-        cmd = [sys.executable, "-m", "glow_demo", "train", "--data", str(small_pack),
-               "--out", str(out), "--batch-size", "4", "--max-steps", "1", "--val-every", "1",
-               "--val-size", "8", "--warmup", "1", *TINY_ARGS, *extra]
-        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
-                              env={**os.environ, "OMP_NUM_THREADS": "1"})
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        proc = _train_one_process(small_pack, out, "--max-steps", "1", "--val-every", "1",
+                                  "--warmup", "1", *extra)
         return proc.stdout + proc.stderr
 
     warning = "--init-from without --lr"
